@@ -1,0 +1,534 @@
+"""The primal-dual attention family of Nguyen et al., "A Primal-Dual Framework for Transformers and Neural
+Networks" (ICLR 2023, arXiv:2406.13781).
+
+Self-attention is the dual form (support-vector expansion) of a support vector regression fitted on the keys
+``k_j`` with targets ``v_j`` and evaluated at the queries ``q_i``. An attention is therefore three
+independent choices, which compose:
+
+* the **kernel** ``Phi(x)^T Phi(y)``: ``softmax`` (``exp(x^T y / sqrt(D))``, normalised over the keys) or
+  ``linear`` (``Phi = elu + 1``, Katharopoulos et al. 2020, O(N));
+* **Attention-BN**: a batch-normalisation layer in the primal. Its "batch" is the SVR's training set, the keys of
+  this sequence and head, so queries and keys are shifted by ``beta * mean_j k_j`` and divided by the keys'
+  standard deviation (per example, head and feature, over real keys only) before the kernel;
+* **Attention-SH**: head ``h`` fits its SVR on keys and values average-pooled along the sequence by an integer
+  factor ``s_h`` (on the 2-D patch grid for images, never pooling prefix tokens such as a class token),
+  so it costs O(N * N / s_h). Queries stay at full length.
+
+``sparse`` is the SVR fitted on a subset of the keys: a local window of ``attention_window`` keys each side.
+
+Everything that can go through :func:`torch.nn.functional.scaled_dot_product_attention` does (softmax kernel,
+with BN only q and k change, with SH one call per distinct scale, the local window as blocks); the explicit
+path that materialises the attention probabilities runs only when they are asked for.
+
+Shapes: ``B`` batch, ``H`` heads, ``N`` tokens, ``D`` head dimension. A key mask is a boolean ``(B, N)`` tensor,
+``True`` for real keys.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    """The composable parts an ``attention_type`` name stands for."""
+
+    kernel: Literal["softmax", "linear"]
+    batch_norm: bool = False
+    scaled_heads: bool = False
+    local_window: bool = False
+
+
+ATTENTION_TYPES: dict[str, AttentionSpec] = {
+    "softmax": AttentionSpec("softmax"),
+    "linear": AttentionSpec("linear"),
+    "sparse": AttentionSpec("softmax", local_window=True),
+    "bn": AttentionSpec("softmax", batch_norm=True),
+    "sh": AttentionSpec("softmax", scaled_heads=True),
+    "bn_sh": AttentionSpec("softmax", batch_norm=True, scaled_heads=True),
+    "linear_bn": AttentionSpec("linear", batch_norm=True),
+    "linear_sh": AttentionSpec("linear", scaled_heads=True),
+    "linear_bn_sh": AttentionSpec("linear", batch_norm=True, scaled_heads=True),
+}
+
+SH_POOLING_MODES = ("mean", "max")
+
+
+def parse_attention_type(name: str) -> AttentionSpec:
+    """The :class:`AttentionSpec` of an ``attention_type`` name; a clear error for an unknown one."""
+    try:
+        return ATTENTION_TYPES[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown attention_type {name!r}. Choose one of: {', '.join(ATTENTION_TYPES)}."
+        ) from None
+
+
+def default_head_scales(num_heads: int) -> list[int]:
+    """Attention-SH's default factors: the heads split into up to three equal groups at scales 1, 2 and 4.
+
+    Three heads (DeiT-tiny) give ``[1, 2, 4]``, eight give ``[1, 1, 1, 2, 2, 2, 4, 4]``.
+    """
+    return [2 ** min(2, (3 * head) // num_heads) for head in range(num_heads)]
+
+
+@dataclass(frozen=True)
+class TokenLayout:
+    """How the tokens of a sequence are arranged, which Attention-SH needs to pool keys.
+
+    ``num_prefix_tokens`` tokens (a class token) come first and are never pooled. The rest is a 1-D sequence,
+    or, when ``grid = (height, width)`` is given, a row-major 2-D patch grid pooled in ``s x s`` windows.
+    """
+
+    num_prefix_tokens: int = 0
+    grid: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class AttentionOptions:
+    """Everything about an attention that is fixed by the model configuration."""
+
+    spec: AttentionSpec
+    head_scales: tuple[int, ...]
+    sh_pooling: Literal["mean", "max"] = "mean"
+    bn_eps: float = 1e-5
+    bn_mean_weight: float = 1.0
+    bn_use_std: bool = True
+    attention_window: int = 16
+    dropout: float = 0.0
+
+    @classmethod
+    def from_config(cls, config) -> AttentionOptions:
+        """Read the attention fields of a :class:`PrimalDualAttentionConfig`."""
+        return cls(
+            spec=parse_attention_type(config.attention_type),
+            head_scales=tuple(config.head_scales or default_head_scales(config.num_attention_heads)),
+            sh_pooling=config.sh_pooling,
+            bn_eps=config.bn_eps,
+            bn_mean_weight=config.bn_mean_weight,
+            bn_use_std=config.bn_use_std,
+            attention_window=config.attention_window,
+            dropout=config.attention_probs_dropout_prob,
+        )
+
+    def head_groups(self) -> list[tuple[int, list[int]]]:
+        """The heads that share a pooling factor, ``[(scale, heads), ...]``, one entry per distinct scale."""
+        if not self.spec.scaled_heads:
+            return [(1, list(range(len(self.head_scales))))]
+        groups: dict[int, list[int]] = {}
+        for head, scale in enumerate(self.head_scales):
+            groups.setdefault(scale, []).append(head)
+        return sorted(groups.items())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Masks
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _with_some_key(mask: torch.Tensor) -> torch.Tensor:
+    """Let a query that may see no key (a padded query outside every real key's window) see all of them.
+
+    Its output is discarded by the model anyway; this keeps it finite instead of NaN, which would leak into
+    gradients through the masked reductions downstream.
+    """
+    return mask | ~mask.any(dim=-1, keepdim=True)
+
+
+def _key_mask_4d(key_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """``(B, N)`` -> ``(B, 1, 1, N)``, broadcastable against ``(B, H, N_q, N)`` scores."""
+    return None if key_mask is None else key_mask[:, None, None, :]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Kernels
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def softmax_kernel_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    need_weights: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``softmax_j(q_i^T k_j / sqrt(D)) v_j``.
+
+    Args:
+        query: ``(B, H, N_q, D)``; key, value: ``(B, H, N_k, D)``.
+        mask: boolean, broadcastable to ``(B, H, N_q, N_k)``, ``True`` where a query may attend to a key.
+        need_weights: take the explicit path and also return the ``(B, H, N_q, N_k)`` probabilities.
+    """
+    if mask is not None:
+        mask = _with_some_key(mask)
+    if not need_weights:
+        return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout_p), None
+
+    scores = torch.matmul(query, key.transpose(-1, -2)) * query.shape[-1] ** -0.5
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    probs = scores.softmax(dim=-1, dtype=torch.float32).to(query.dtype)
+    output = torch.matmul(F.dropout(probs, p=dropout_p), value)
+    return output, probs
+
+
+def elu_feature_map(x: torch.Tensor) -> torch.Tensor:
+    """``Phi(x) = elu(x) + 1``: positive features, so that ``Phi(q)^T Phi(k)`` is a valid similarity."""
+    return F.elu(x) + 1.0
+
+
+def linear_kernel_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    key_mask: torch.Tensor | None = None,
+    need_weights: bool = False,
+    eps: float = 1e-6,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``Phi(q_i)^T (sum_j Phi(k_j) v_j^T) / (Phi(q_i)^T sum_j Phi(k_j))`` in O(N), with no 1/sqrt(D) scale.
+
+    The linear kernel never forms the attention matrix, so it has no attention dropout.
+
+    Args:
+        query: ``(B, H, N_q, D)``; key, value: ``(B, H, N_k, D)``.
+        key_mask: boolean ``(B, N_k)``, ``True`` for real keys.
+        need_weights: also return the ``(B, H, N_q, N_k)`` normalised kernel matrix (O(N^2)).
+    """
+    phi_query = elu_feature_map(query)
+    phi_key = elu_feature_map(key)
+    if key_mask is not None:
+        phi_key = phi_key * key_mask[:, None, :, None].to(phi_key.dtype)
+
+    if need_weights:
+        weights = torch.matmul(phi_query, phi_key.transpose(-1, -2))
+        weights = weights / weights.sum(dim=-1, keepdim=True).clamp_min(eps)
+        return torch.matmul(weights, value), weights
+
+    key_value = torch.matmul(phi_key.transpose(-1, -2), value)  # (B, H, D, D_v)
+    normaliser = torch.matmul(phi_query, phi_key.sum(dim=-2).unsqueeze(-1))  # (B, H, N_q, 1)
+    return torch.matmul(phi_query, key_value) / normaliser.clamp_min(eps), None
+
+
+def local_window_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    window: int,
+    key_mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    need_weights: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Sparse attention: query ``i`` attends to keys ``j`` with ``|i - j| <= window`` (softmax kernel).
+
+    The fast path splits the queries into blocks of ``block = max(window, 32)`` and gives each block the
+    ``block + 2 * window`` keys around it, so time and memory are O(N * window), in one fused call. The explicit
+    path (``need_weights``) builds the dense ``(N, N)`` band and returns its probabilities.
+
+    Args:
+        query, key, value: ``(B, H, N, D)``.
+        key_mask: boolean ``(B, N)``, ``True`` for real keys.
+    """
+    batch, heads, length, head_dim = query.shape
+    positions = torch.arange(length, device=query.device)
+    if need_weights:
+        band = (positions[:, None] - positions[None, :]).abs() <= window
+        mask = band if key_mask is None else band & key_mask[:, None, None, :]
+        return softmax_kernel_attention(query, key, value, mask, dropout_p, need_weights=True)
+
+    block = min(max(window, 32), length)
+    num_blocks = math.ceil(length / block)
+    padded_length = num_blocks * block
+    span = block + 2 * window
+
+    # Keys are padded by `window` on the left and up to the last block's reach on the right, so that block b's
+    # keys are the contiguous slice [b * block, b * block + span) of the padded sequence.
+    def key_windows(x: torch.Tensor) -> torch.Tensor:  # (B, H, N, D) -> (B * nb, H, span, D)
+        x = F.pad(x, (0, 0, window, padded_length - length + window))
+        x = x.unfold(2, span, block)  # (B, H, nb, D, span)
+        return x.permute(0, 2, 1, 4, 3).reshape(batch * num_blocks, heads, span, head_dim)
+
+    query_blocks = F.pad(query, (0, 0, 0, padded_length - length))
+    query_blocks = query_blocks.view(batch, heads, num_blocks, block, head_dim).transpose(1, 2)
+    query_blocks = query_blocks.reshape(batch * num_blocks, heads, block, head_dim)
+
+    real_keys = torch.ones(batch, length, dtype=torch.bool, device=query.device) if key_mask is None else key_mask
+    real_keys = F.pad(real_keys, (window, padded_length - length + window)).unfold(1, span, block)  # (B, nb, span)
+    offsets = torch.arange(span, device=query.device)[None, :] - torch.arange(block, device=query.device)[:, None]
+    band = (offsets >= 0) & (offsets <= 2 * window)  # (block, span): |i - j| <= window in padded coordinates
+    mask = (band & real_keys[:, :, None, :]).reshape(batch * num_blocks, 1, block, span)
+
+    output, _ = softmax_kernel_attention(query_blocks, key_windows(key), key_windows(value), mask, dropout_p)
+    output = output.view(batch, num_blocks, heads, block, head_dim).transpose(1, 2)
+    return output.reshape(batch, heads, padded_length, head_dim)[:, :, :length], None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Attention-BN and Attention-SH
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def batch_normalize_queries_keys(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    key_mask: torch.Tensor | None = None,
+    eps: float = 1e-5,
+    mean_weight: float = 1.0,
+    use_std: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention-BN's primal batch norm: ``(x - beta * mu) * s`` for queries and keys alike.
+
+    ``mu`` and ``s = 1 / sqrt(var + eps)`` are the keys' mean and inverse standard deviation per example, head and
+    feature, over the real keys of the sequence. Statistics are computed in float32.
+
+    Args:
+        query: ``(B, H, N_q, D)``; key: ``(B, H, N_k, D)``; key_mask: boolean ``(B, N_k)``.
+    """
+    keys = key.float()
+    if key_mask is None:
+        var, mean = torch.var_mean(keys, dim=-2, unbiased=False, keepdim=True)
+    else:
+        weights = key_mask[:, None, :, None].to(keys.dtype)
+        count = weights.sum(dim=-2, keepdim=True).clamp_min(1.0)
+        mean = (keys * weights).sum(dim=-2, keepdim=True) / count
+        var = ((keys - mean).square() * weights).sum(dim=-2, keepdim=True) / count
+    shift = (mean_weight * mean).to(key.dtype)
+    query, key = query - shift, key - shift
+    if use_std:
+        scale = torch.rsqrt(var + eps).to(key.dtype)
+        query, key = query * scale, key * scale
+    return query, key
+
+
+def pool_keys_values(
+    key: torch.Tensor,
+    value: torch.Tensor,
+    key_mask: torch.Tensor | None,
+    scale: int,
+    layout: TokenLayout,
+    mode: Literal["mean", "max"] = "mean",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Attention-SH's downsampling of keys and values by ``scale`` along the sequence (or the 2-D grid).
+
+    A pooled key is the mean (or max) of its real members only; a pooled slot with no real member is masked.
+    Prefix tokens are kept as they are, in front. Partial windows at the end of the sequence or grid are pooled
+    over the members they have.
+
+    Args:
+        key, value: ``(B, H, N, D)``; key_mask: boolean ``(B, N)`` or None (all real).
+
+    Returns:
+        ``(key, value, key_mask, slot_of_token)``: pooled ``(B, H, M, D)`` keys and values, their ``(B, M)`` mask
+        (None when every slot is real), and the ``(N,)`` index of the slot each original token went into.
+    """
+    prefix = layout.num_prefix_tokens
+    length = key.shape[-2]
+    device = key.device
+    body_length = length - prefix
+
+    # Slot index of each body token, and the zero-padding that makes every window full.
+    if layout.grid is None:
+        num_slots = math.ceil(body_length / scale)
+        token_slot = torch.arange(body_length, device=device) // scale
+        pad = num_slots * scale - body_length
+    else:
+        height, width = layout.grid
+        if height * width != body_length:
+            raise ValueError(f"A {height}x{width} grid does not hold the {body_length} non-prefix tokens.")
+        slots_h, slots_w = math.ceil(height / scale), math.ceil(width / scale)
+        num_slots = slots_h * slots_w
+        rows = torch.arange(height, device=device) // scale
+        cols = torch.arange(width, device=device) // scale
+        token_slot = (rows[:, None] * slots_w + cols[None, :]).flatten()
+        pad = (slots_h * scale - height, slots_w * scale - width)
+
+    def windows(x: torch.Tensor) -> torch.Tensor:
+        """(..., N_body, D) -> (..., num_slots, scale * scale_or_1, D): the members of each slot."""
+        if layout.grid is None:
+            x = F.pad(x, (0, 0, 0, pad))
+            return x.unflatten(-2, (num_slots, scale))
+        x = x.unflatten(-2, (height, width))
+        x = F.pad(x, (0, 0, 0, pad[1], 0, pad[0]))
+        x = x.unflatten(-3, (slots_h, scale)).unflatten(-2, (slots_w, scale))  # (..., sh, s, sw, s, D)
+        return x.transpose(-4, -3).flatten(-5, -4).flatten(-3, -2)
+
+    body_mask = None if key_mask is None else key_mask[:, prefix:]
+    exact_windows = (pad == 0 or pad == (0, 0)) and body_mask is None
+    if exact_windows:
+        member_mask, counts = None, None
+    else:
+        real = torch.ones(1, body_length, device=device) if body_mask is None else body_mask.to(key.dtype)
+        member_mask = windows(real[:, None, :, None])  # (B|1, 1, M, members, 1)
+        counts = member_mask.sum(dim=-2)  # (B|1, 1, M, 1)
+
+    def pool(x: torch.Tensor) -> torch.Tensor:
+        members = windows(x[..., prefix:, :])
+        if mode == "max":
+            if member_mask is not None:
+                members = members.masked_fill(member_mask == 0, torch.finfo(x.dtype).min)
+            pooled = members.amax(dim=-2)
+            if counts is not None:
+                pooled = pooled.masked_fill(counts == 0, 0.0)
+        elif member_mask is None:
+            pooled = members.mean(dim=-2)
+        else:
+            pooled = (members * member_mask).sum(dim=-2) / counts.clamp_min(1.0)
+        return torch.cat([x[..., :prefix, :], pooled], dim=-2)
+
+    pooled_mask = None
+    if counts is not None and body_mask is not None:
+        slot_is_real = counts[:, 0, :, 0] > 0  # (B, M)
+        pooled_mask = torch.cat([key_mask[:, :prefix], slot_is_real], dim=-1)
+    slot_of_token = torch.cat([torch.arange(prefix, device=device), prefix + token_slot])
+    return pool(key), pool(value), pooled_mask, slot_of_token
+
+
+def _unpool_weights(
+    weights: torch.Tensor, slot_of_token: torch.Tensor, key_mask: torch.Tensor | None
+) -> torch.Tensor:
+    """Spread the weight of each pooled slot evenly over its real members: ``(B, H, N, M)`` -> ``(B, H, N, N)``.
+
+    For mean pooling this is exact: ``sum_slot a_slot * mean(v_members) = sum_j (a_slot(j) / count) v_j``.
+    """
+    real = (
+        torch.ones(1, slot_of_token.numel(), device=weights.device, dtype=weights.dtype)
+        if key_mask is None
+        else key_mask.to(weights.dtype)
+    )
+    counts = torch.zeros(real.shape[0], weights.shape[-1], device=weights.device, dtype=weights.dtype)
+    counts.index_add_(1, slot_of_token, real)
+    per_token = real / counts[:, slot_of_token].clamp_min(1.0)  # (B|1, N)
+    return weights[..., slot_of_token] * per_token[:, None, None, :]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The family
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def primal_dual_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    options: AttentionOptions,
+    key_mask: torch.Tensor | None = None,
+    layout: TokenLayout = TokenLayout(),
+    need_weights: bool = False,
+    training: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Multi-head attention of any type of the family: one function, the fast path chosen inside.
+
+    Args:
+        query, key, value: ``(B, H, N, D)``.
+        options: the attention type and its settings (:class:`AttentionOptions`).
+        key_mask: boolean ``(B, N)``, ``True`` for real keys; padded keys take no weight, are left out of BN
+            statistics and of SH pooling.
+        layout: prefix tokens and 2-D grid, for SH pooling.
+        need_weights: also return the ``(B, H, N, N)`` attention probabilities (explicit path). For SH heads
+            they are given over the original keys, each pooled slot's weight spread over its members.
+        training: apply attention dropout.
+
+    Returns:
+        ``(output, weights)``: ``(B, H, N, D)`` and the probabilities or None.
+    """
+    spec = options.spec
+    dropout_p = options.dropout if training else 0.0
+    if spec.local_window:
+        return local_window_attention(
+            query, key, value, options.attention_window, key_mask, dropout_p, need_weights
+        )
+
+    outputs, weights, heads_in_order = [], [], []
+    for scale, heads in options.head_groups():
+        q, k, v, mask = query, key, value, key_mask
+        if len(heads) != query.shape[1]:
+            # Heads sharing a scale are contiguous in the default layout: a slice is a view, not a copy.
+            index = slice(heads[0], heads[-1] + 1) if heads == list(range(heads[0], heads[-1] + 1)) else heads
+            q, k, v = query[:, index], key[:, index], value[:, index]
+        if scale > 1:
+            k, v, mask, slot_of_token = pool_keys_values(k, v, key_mask, scale, layout, options.sh_pooling)
+        if spec.batch_norm:
+            q, k = batch_normalize_queries_keys(
+                q, k, mask, options.bn_eps, options.bn_mean_weight, options.bn_use_std
+            )
+        if spec.kernel == "softmax":
+            out, w = softmax_kernel_attention(q, k, v, _key_mask_4d(mask), dropout_p, need_weights)
+        else:
+            out, w = linear_kernel_attention(q, k, v, mask, need_weights)
+        if w is not None and scale > 1:
+            w = _unpool_weights(w, slot_of_token, key_mask)
+        outputs.append(out)
+        weights.append(w)
+        heads_in_order.extend(heads)
+
+    if len(outputs) == 1:
+        return outputs[0], weights[0]
+    output = torch.cat(outputs, dim=1)
+    weight = torch.cat(weights, dim=1) if need_weights else None
+    if heads_in_order != sorted(heads_in_order):
+        order = torch.tensor(heads_in_order, device=query.device).argsort()
+        output = output[:, order]
+        weight = weight[:, order] if weight is not None else None
+    return output, weight
+
+
+class PrimalDualSelfAttention(nn.Module):
+    """Multi-head self-attention of the primal-dual family, with transformers' ViT parameter names
+    (``q_proj``, ``k_proj``, ``v_proj``, ``o_proj``), so that ViT checkpoints load unchanged: BN and SH add no
+    parameters.
+    """
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.options = AttentionOptions.from_config(config)
+        inner = self.num_heads * self.head_dim
+        qkv_bias = getattr(config, "qkv_bias", True)
+        self.q_proj = nn.Linear(config.hidden_size, inner, bias=qkv_bias)
+        self.k_proj = nn.Linear(config.hidden_size, inner, bias=qkv_bias)
+        self.v_proj = nn.Linear(config.hidden_size, inner, bias=qkv_bias)
+        self.o_proj = nn.Linear(inner, config.hidden_size)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        layout: TokenLayout = TokenLayout(),
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(B, N, hidden)`` -> ``(B, N, hidden)`` and, if asked, the ``(B, H, N, N)`` attention probabilities."""
+        batch, length, _ = hidden_states.shape
+        shape = (batch, length, self.num_heads, self.head_dim)
+        query = self.q_proj(hidden_states).view(shape).transpose(1, 2)
+        key = self.k_proj(hidden_states).view(shape).transpose(1, 2)
+        value = self.v_proj(hidden_states).view(shape).transpose(1, 2)
+        output, weights = primal_dual_attention(
+            query, key, value, self.options, key_mask, layout, output_attentions, self.training
+        )
+        output = output.transpose(1, 2).reshape(batch, length, -1)
+        return self.o_proj(output), weights
+
+
+__all__ = [
+    "ATTENTION_TYPES",
+    "AttentionOptions",
+    "AttentionSpec",
+    "PrimalDualSelfAttention",
+    "TokenLayout",
+    "batch_normalize_queries_keys",
+    "default_head_scales",
+    "linear_kernel_attention",
+    "local_window_attention",
+    "parse_attention_type",
+    "pool_keys_values",
+    "primal_dual_attention",
+    "softmax_kernel_attention",
+]

@@ -1,0 +1,90 @@
+"""The configuration fields shared by every model of the package: which attention of the primal-dual family
+to use, and its settings. Validated at construction, with messages that say what to change."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+from .attention import ATTENTION_TYPES, SH_POOLING_MODES, parse_attention_type
+
+
+@strict
+class PrimalDualAttentionConfig(PreTrainedConfig):
+    r"""
+    Base configuration of the primal-dual models (not used on its own).
+
+    attention_type (`str`, *optional*, defaults to `"softmax"`):
+        One of `softmax`, `linear`, `sparse`, `bn`, `sh`, `bn_sh`, `linear_bn`, `linear_sh`, `linear_bn_sh`:
+        the kernel (softmax, or linear with `elu + 1` features) composed with Attention-BN and/or Attention-SH;
+        `sparse` is softmax attention over a local window.
+    attention_window (`int`, *optional*, defaults to 16):
+        For `sparse`: each query attends to the keys at most this many positions away, on each side.
+    head_scales (`list[int]`, *optional*):
+        For the SH types: the pooling factor of each head's keys and values, one integer >= 1 per head, at least
+        one of them 1. Defaults to the heads split into up to three equal groups at scales 1, 2 and 4.
+    sh_pooling (`str`, *optional*, defaults to `"mean"`):
+        How SH pools keys and values: `"mean"` (the paper's average pooling) or `"max"`.
+    bn_eps (`float`, *optional*, defaults to 1e-5):
+        For the BN types: added to the keys' variance before the square root.
+    bn_mean_weight (`float`, *optional*, defaults to 1.0):
+        For the BN types: queries and keys are shifted by this weight times the keys' mean (1.0: the derivation;
+        0.0: no re-centring).
+    bn_use_std (`bool`, *optional*, defaults to `True`):
+        For the BN types: also divide by the keys' standard deviation (the derivation) or only re-centre.
+    """
+
+    attention_type: str = "softmax"
+    attention_window: int = 16
+    head_scales: list[int] | tuple[int, ...] | None = None
+    sh_pooling: Literal["mean", "max"] = "mean"
+    bn_eps: float = 1e-5
+    bn_mean_weight: float | int = 1.0
+    bn_use_std: bool = True
+
+    hidden_size: int = 192
+    num_attention_heads: int = 3
+    attention_probs_dropout_prob: float | int = 0.0
+
+    def __post_init__(self, **kwargs):
+        if self.head_scales is not None:
+            self.head_scales = list(self.head_scales)  # JSON has no tuples: keep the saved form
+        super().__post_init__(**kwargs)
+
+    def validate_attention(self) -> None:
+        """Part of `@strict`-powered validation: the attention fields agree with each other and the heads."""
+        if self.attention_type not in ATTENTION_TYPES:
+            parse_attention_type(self.attention_type)  # raises with the list of valid names
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
+                f"({self.num_attention_heads}): change one of them, e.g. hidden_size="
+                f"{self.num_attention_heads * max(1, self.hidden_size // self.num_attention_heads)}."
+            )
+        if self.attention_window < 1:
+            raise ValueError(
+                f"attention_window must be >= 1 (keys on each side of a query), got {self.attention_window}."
+            )
+        if self.head_scales is not None:
+            scales = list(self.head_scales)
+            if len(scales) != self.num_attention_heads:
+                raise ValueError(
+                    f"head_scales needs one factor per head: got {len(scales)} ({scales}) for "
+                    f"num_attention_heads={self.num_attention_heads}."
+                )
+            if any(not isinstance(s, int) or s < 1 for s in scales):
+                raise ValueError(f"head_scales must be integers >= 1 (1 = no pooling), got {scales}.")
+            if 1 not in scales:
+                raise ValueError(
+                    f"head_scales needs at least one head at scale 1 (full resolution), got {scales}: "
+                    "set one of them to 1."
+                )
+        if self.sh_pooling not in SH_POOLING_MODES:
+            raise ValueError(f"sh_pooling must be one of {SH_POOLING_MODES}, got {self.sh_pooling!r}.")
+        if self.bn_eps <= 0:
+            raise ValueError(f"bn_eps must be > 0, got {self.bn_eps}.")
+
+
+__all__ = ["PrimalDualAttentionConfig"]
