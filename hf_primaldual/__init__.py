@@ -1,13 +1,32 @@
-"""hf_primaldual: the primal-dual attention family (Nguyen et al., ICLR 2023) for Hugging Face Transformers."""
+"""hf_primaldual: the primal-dual attention family (Nguyen et al., ICLR 2023) for Hugging Face Transformers.
 
-from .attention import ATTENTION_TYPES, AttentionOptions, TokenLayout, primal_dual_attention
+Importing the package registers its models with transformers' Auto classes.
+"""
+
+from .attention import (
+    ATTENTION_TYPES,
+    AttentionOptions,
+    AttentionSpec,
+    PrimalDualSelfAttention,
+    TokenLayout,
+    parse_attention_type,
+    primal_dual_attention,
+)
+from .configuration_attention import PrimalDualAttentionConfig
+from .configuration_primaldual_timeseries import PrimalDualTimeSeriesConfig
 from .configuration_primaldual_vit import PrimalDualViTConfig
+from .modeling_primaldual_timeseries import (
+    PrimalDualTimeSeriesForClassification,
+    PrimalDualTimeSeriesModel,
+    PrimalDualTimeSeriesModelOutput,
+    PrimalDualTimeSeriesPreTrainedModel,
+)
 from .modeling_primaldual_vit import (
     PrimalDualViTForImageClassification,
     PrimalDualViTModel,
     PrimalDualViTPreTrainedModel,
 )
-from .registration import register_auto_classes
+from .registration import AUTO_CLASSES, register_auto_classes
 
 register_auto_classes()
 

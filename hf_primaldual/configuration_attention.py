@@ -3,7 +3,7 @@ to use, and its settings. Validated at construction, with messages that say what
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
@@ -36,6 +36,10 @@ class PrimalDualAttentionConfig(PreTrainedConfig):
         For the BN types: also divide by the keys' standard deviation (the derivation) or only re-centre.
     """
 
+    # The Auto classes a checkpoint of this family loads with, from the code files saved beside it
+    # (`trust_remote_code=True`, no package needed); written to config.json as `auto_map`.
+    code_auto_map: ClassVar[dict[str, str]] = {}
+
     attention_type: str = "softmax"
     attention_window: int = 16
     head_scales: list[int] | tuple[int, ...] | None = None
@@ -51,6 +55,7 @@ class PrimalDualAttentionConfig(PreTrainedConfig):
     def __post_init__(self, **kwargs):
         if self.head_scales is not None:
             self.head_scales = list(self.head_scales)  # JSON has no tuples: keep the saved form
+        kwargs["auto_map"] = {**self.code_auto_map, **(kwargs.get("auto_map") or {})}
         super().__post_init__(**kwargs)
 
     def validate_attention(self) -> None:

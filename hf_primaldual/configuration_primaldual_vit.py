@@ -25,6 +25,11 @@ class PrimalDualViTConfig(PrimalDualAttentionConfig):
     """
 
     model_type = "primaldual-vit"
+    code_auto_map = {
+        "AutoConfig": "configuration_primaldual_vit.PrimalDualViTConfig",
+        "AutoModel": "modeling_primaldual_vit.PrimalDualViTModel",
+        "AutoModelForImageClassification": "modeling_primaldual_vit.PrimalDualViTForImageClassification",
+    }
 
     hidden_size: int = 192
     num_hidden_layers: int = 12
@@ -56,6 +61,9 @@ class PrimalDualViTConfig(PrimalDualAttentionConfig):
                 f"image_size {image} is not a whole number of {patch} patches: choose an image_size that is a "
                 f"multiple of patch_size, e.g. {(image[0] // patch[0] * patch[0], image[1] // patch[1] * patch[1])}."
             )
+
+
+PrimalDualViTConfig.register_for_auto_class()
 
 
 def _pair(x: int | list[int] | tuple[int, int]) -> tuple[int, int]:

@@ -29,14 +29,7 @@ from transformers.utils.output_capturing import capture_outputs
 
 from .attention import PrimalDualSelfAttention, TokenLayout
 from .configuration_primaldual_vit import PrimalDualViTConfig
-
-
-def check_finite(tensor: torch.Tensor, name: str) -> None:
-    """Raise if ``tensor`` holds NaN or inf (skipped under torch.compile, where it would break the graph)."""
-    if not torch.compiler.is_compiling() and not torch.isfinite(tensor).all():
-        raise ValueError(
-            f"{name} contains NaN or inf values: clean or impute the input before calling the model."
-        )
+from .input_checks import check_finite
 
 
 class PrimalDualViTPatchEmbeddings(nn.Module):
@@ -263,6 +256,10 @@ class PrimalDualViTForImageClassification(PrimalDualViTPreTrainedModel):
 register_checkpoint_conversion_mapping(
     "PrimalDualViTModel", get_checkpoint_conversion_mapping("ViTModel"), overwrite=True
 )
+
+# Saving copies this file and its relative imports beside the weights (see PrimalDualViTConfig.code_auto_map).
+PrimalDualViTModel.register_for_auto_class("AutoModel")
+PrimalDualViTForImageClassification.register_for_auto_class("AutoModelForImageClassification")
 
 
 __all__ = ["PrimalDualViTForImageClassification", "PrimalDualViTModel", "PrimalDualViTPreTrainedModel"]

@@ -1,0 +1,287 @@
+"""PrimalDualTimeSeries: the mvts-transformer classifier (Zerveas et al., "A Transformer-based Framework for
+Multivariate Time Series Representation Learning", KDD 2021) with the attention of the primal-dual family.
+
+Padding is exact: padded time steps take no attention weight, are left out of Attention-BN statistics, of
+Attention-SH pooling and of the batch-norm statistics, and are zeroed before the classifier, so padding a series
+further changes none of its outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs
+from transformers.utils.generic import can_return_tuple
+from transformers.utils.output_capturing import capture_outputs
+
+from .attention import PrimalDualSelfAttention, TokenLayout
+from .configuration_primaldual_timeseries import PrimalDualTimeSeriesConfig
+from .input_checks import check_finite
+
+
+@dataclass
+class PrimalDualTimeSeriesModelOutput(ModelOutput):
+    r"""
+    last_hidden_state (`torch.FloatTensor` of shape `(batch_size, seq_len, hidden_size)`):
+        Encoder output; `seq_len` is the input length, plus one in front with `pooling="cls"`.
+    padding_mask (`torch.BoolTensor` of shape `(batch_size, seq_len)`):
+        `True` at real time steps (and at the class token).
+    hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+        The embeddings and each layer's output, each `(batch_size, seq_len, hidden_size)`.
+    attentions (`tuple(torch.FloatTensor)`, *optional*):
+        Each layer's attention probabilities, `(batch_size, num_heads, seq_len, seq_len)`.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    padding_mask: torch.BoolTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+class MaskedBatchNorm(nn.Module):
+    """BatchNorm1d over the feature dimension of ``(B, N, d)`` tokens, with statistics from real tokens only."""
+
+    def __init__(self, hidden_size: int, eps: float) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(hidden_size, eps=eps)
+
+    def forward(self, hidden_states: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        if padding_mask is None or not self.training:
+            # In eval mode each token is normalised by the running statistics alone: padding cannot leak.
+            return self.norm(hidden_states.flatten(0, 1)).view_as(hidden_states)
+        output = torch.zeros_like(hidden_states)
+        output[padding_mask] = self.norm(hidden_states[padding_mask])
+        return output
+
+
+class MaskedLayerNorm(nn.Module):
+    """LayerNorm with the same call signature as :class:`MaskedBatchNorm` (it never mixes tokens)."""
+
+    def __init__(self, hidden_size: int, eps: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden_size, eps=eps)
+
+    def forward(self, hidden_states: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        return self.norm(hidden_states)
+
+
+NORMALIZATION_LAYERS = {"batch": MaskedBatchNorm, "layer": MaskedLayerNorm}
+
+
+class PrimalDualTimeSeriesEmbeddings(nn.Module):
+    """``(B, T, C)`` values -> ``(B, T, d)``: ``sqrt(d) * W x_t + p_t`` with learnable positions ``p_t``, and an
+    optional class token in front."""
+
+    def __init__(self, config: PrimalDualTimeSeriesConfig) -> None:
+        super().__init__()
+        self.value_projection = nn.Linear(config.num_input_channels, config.hidden_size)
+        self.position_embeddings = nn.Parameter(torch.zeros(1, config.max_sequence_length, config.hidden_size))
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size)) if config.pooling == "cls" else None
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.scale = math.sqrt(config.hidden_size)
+
+    def forward(self, past_values: torch.Tensor) -> torch.Tensor:
+        length = past_values.shape[1]
+        embeddings = self.value_projection(past_values) * self.scale + self.position_embeddings[:, :length]
+        if self.cls_token is not None:
+            embeddings = torch.cat((self.cls_token.expand(embeddings.shape[0], -1, -1), embeddings), dim=1)
+        return self.dropout(embeddings)
+
+
+class PrimalDualTimeSeriesLayer(GradientCheckpointingLayer):
+    """Post-norm encoder layer of mvts-transformer: ``norm(x + Attn(x))``, then ``norm(x + FFN(x))``."""
+
+    def __init__(self, config: PrimalDualTimeSeriesConfig) -> None:
+        super().__init__()
+        norm = NORMALIZATION_LAYERS[config.norm_type]
+        self.attention = PrimalDualSelfAttention(config)
+        self.norm_after_attention = norm(config.hidden_size, config.layer_norm_eps)
+        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.activation_fn = ACT2FN[config.hidden_act]
+        self.norm_after_mlp = norm(config.hidden_size, config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        padding_mask: torch.Tensor | None,
+        layout: TokenLayout,
+        output_attentions: bool = False,
+    ) -> torch.Tensor:
+        attention_output, _ = self.attention(hidden_states, padding_mask, layout, output_attentions)
+        hidden_states = self.norm_after_attention(hidden_states + self.dropout(attention_output), padding_mask)
+        mlp_output = self.fc2(self.dropout(self.activation_fn(self.fc1(hidden_states))))
+        return self.norm_after_mlp(hidden_states + self.dropout(mlp_output), padding_mask)
+
+
+class PrimalDualTimeSeriesPreTrainedModel(PreTrainedModel):
+    config: PrimalDualTimeSeriesConfig
+    config_class = PrimalDualTimeSeriesConfig
+    base_model_prefix = "model"
+    main_input_name = "past_values"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["PrimalDualTimeSeriesLayer"]
+    _can_record_outputs = {
+        "hidden_states": PrimalDualTimeSeriesLayer,
+        "attentions": PrimalDualSelfAttention,
+    }
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, PrimalDualTimeSeriesEmbeddings):
+            init.trunc_normal_(module.position_embeddings, mean=0.0, std=self.config.initializer_range)
+            if module.cls_token is not None:
+                init.trunc_normal_(module.cls_token, mean=0.0, std=self.config.initializer_range)
+
+
+class PrimalDualTimeSeriesModel(PrimalDualTimeSeriesPreTrainedModel):
+    """The mvts-transformer encoder: value projection + positions, then `num_hidden_layers` encoder layers."""
+
+    def __init__(self, config: PrimalDualTimeSeriesConfig) -> None:
+        super().__init__(config)
+        config.validate_attention()  # the config may have been edited since it was built
+        self.embeddings = PrimalDualTimeSeriesEmbeddings(config)
+        self.layers = nn.ModuleList([PrimalDualTimeSeriesLayer(config) for _ in range(config.num_hidden_layers)])
+        self.post_init()
+
+    def _check_inputs(self, past_values: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
+        if past_values.dim() != 3:
+            raise ValueError(
+                f"past_values must be (batch_size, time, channels), got shape {tuple(past_values.shape)}."
+            )
+        _, length, channels = past_values.shape
+        if channels != self.config.num_input_channels:
+            raise ValueError(
+                f"past_values has {channels} channels but the model takes {self.config.num_input_channels}: "
+                "pass series as (batch_size, time, channels), or build the model with a matching num_input_channels."
+            )
+        if length > self.config.max_sequence_length:
+            raise ValueError(
+                f"The series has {length} time steps but the model takes at most max_sequence_length="
+                f"{self.config.max_sequence_length}: truncate or downsample the series, or train a model with a "
+                "larger max_sequence_length."
+            )
+        if attention_mask is not None:
+            if attention_mask.shape != past_values.shape[:2]:
+                raise ValueError(
+                    f"attention_mask must be (batch_size, time) = {tuple(past_values.shape[:2])}, got "
+                    f"{tuple(attention_mask.shape)}."
+                )
+            if not torch.compiler.is_compiling() and not attention_mask.bool().any(dim=1).all():
+                raise ValueError("attention_mask has a series with no real time step: drop empty series.")
+        values = past_values if attention_mask is None else past_values.masked_fill(~attention_mask.bool()[..., None], 0)
+        check_finite(values, "past_values")
+
+    @capture_outputs(tie_last_hidden_states=False)
+    def forward(
+        self,
+        past_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> PrimalDualTimeSeriesModelOutput:
+        r"""
+        Args:
+            past_values (`torch.FloatTensor` of shape `(batch_size, time, num_input_channels)`):
+                The series, standardised (see `PrimalDualTimeSeriesFeatureExtractor`), padded at the end.
+            attention_mask (`torch.LongTensor` or `torch.BoolTensor` of shape `(batch_size, time)`, *optional*):
+                1 at real time steps, 0 at padding. Values at padded steps are ignored (they may be NaN).
+            output_attentions, output_hidden_states (`bool`, *optional*):
+                Also return each layer's attention probabilities (computed on the explicit path) or outputs.
+        """
+        if past_values is None:
+            raise ValueError("past_values is required: a (batch_size, time, channels) tensor.")
+        self._check_inputs(past_values, attention_mask)
+        output_attentions = kwargs.get("output_attentions", self.config.output_attentions)
+
+        padding_mask = None
+        if attention_mask is not None:
+            padding_mask = attention_mask.bool()
+            past_values = past_values.masked_fill(~padding_mask[..., None], 0.0)
+        past_values = past_values.to(self.embeddings.value_projection.weight.dtype)
+        hidden_states = self.embeddings(past_values)
+
+        num_prefix_tokens = 1 if self.config.pooling == "cls" else 0
+        if padding_mask is not None and num_prefix_tokens:
+            padding_mask = nn.functional.pad(padding_mask, (num_prefix_tokens, 0), value=True)
+        layout = TokenLayout(num_prefix_tokens=num_prefix_tokens)
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, padding_mask, layout, output_attentions)
+        if padding_mask is None:
+            padding_mask = torch.ones(hidden_states.shape[:2], dtype=torch.bool, device=hidden_states.device)
+        return PrimalDualTimeSeriesModelOutput(last_hidden_state=hidden_states, padding_mask=padding_mask)
+
+
+class PrimalDualTimeSeriesForClassification(PrimalDualTimeSeriesPreTrainedModel):
+    """mvts-transformer's classifier: activation and dropout on the encoder output, padded steps zeroed, pooled
+    (`config.pooling`), then a linear layer."""
+
+    def __init__(self, config: PrimalDualTimeSeriesConfig) -> None:
+        super().__init__(config)
+        self.loss_type = "ForSequenceClassification"
+        self.num_labels = config.num_labels
+        self.model = PrimalDualTimeSeriesModel(config)
+        self.activation_fn = ACT2FN[config.hidden_act]
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        pooled_size = config.hidden_size * (config.max_sequence_length if config.pooling == "flatten" else 1)
+        self.classifier = nn.Linear(pooled_size, config.num_labels)
+        self.post_init()
+
+    def pool(self, hidden_states: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+        """``(B, N, d)`` encoder output -> ``(B, pooled_size)`` classifier input."""
+        hidden_states = hidden_states * padding_mask[..., None].to(hidden_states.dtype)
+        if self.config.pooling == "cls":
+            return hidden_states[:, 0]
+        if self.config.pooling == "mean":
+            return hidden_states.sum(dim=1) / padding_mask.sum(dim=1, keepdim=True).to(hidden_states.dtype)
+        # Positions past the input length are padding, zero as the padded steps are.
+        missing = self.config.max_sequence_length - hidden_states.shape[1]
+        return nn.functional.pad(hidden_states, (0, 0, 0, missing)).flatten(1)
+
+    @can_return_tuple
+    def forward(
+        self,
+        past_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> SequenceClassifierOutput:
+        r"""
+        Args:
+            past_values (`torch.FloatTensor` of shape `(batch_size, time, num_input_channels)`): the series.
+            attention_mask (`torch.LongTensor` of shape `(batch_size, time)`, *optional*): 1 at real steps.
+            labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*): class indices; gives the
+                cross-entropy loss.
+
+        Returns: `SequenceClassifierOutput` with `logits` of shape `(batch_size, num_labels)`.
+        """
+        outputs = self.model(past_values, attention_mask=attention_mask, **kwargs)
+        hidden_states = self.dropout(self.activation_fn(outputs.last_hidden_state))
+        logits = self.classifier(self.pool(hidden_states, outputs.padding_mask))
+        loss = self.loss_function(labels, logits, self.config, **kwargs) if labels is not None else None
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+# Saving copies this file and its relative imports beside the weights (see PrimalDualTimeSeriesConfig.code_auto_map).
+PrimalDualTimeSeriesModel.register_for_auto_class("AutoModel")
+PrimalDualTimeSeriesForClassification.register_for_auto_class("AutoModelForSequenceClassification")
+
+
+__all__ = [
+    "PrimalDualTimeSeriesForClassification",
+    "PrimalDualTimeSeriesModel",
+    "PrimalDualTimeSeriesModelOutput",
+    "PrimalDualTimeSeriesPreTrainedModel",
+]
