@@ -286,12 +286,12 @@ def batch_normalize_queries_keys(
     """Attention-BN's primal batch norm: ``(x - beta * mu) * s`` for queries and keys alike.
 
     ``mu`` and ``s = 1 / sqrt(var + eps)`` are the keys' mean and inverse standard deviation per example, head and
-    feature, over the real keys of the sequence. Statistics are computed in float32.
+    feature, over the real keys of the sequence. Statistics are computed in at least float32.
 
     Args:
         query: ``(B, H, N_q, D)``; key: ``(B, H, N_k, D)``; key_mask: boolean ``(B, N_k)``.
     """
-    keys = key.float()
+    keys = key.to(torch.promote_types(key.dtype, torch.float32))
     if key_mask is None:
         var, mean = torch.var_mean(keys, dim=-2, unbiased=False, keepdim=True)
     else:

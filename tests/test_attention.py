@@ -1,0 +1,195 @@
+"""The attention family against the plain formulas of SPEC.md (tests/reference_attention.py), and its invariants."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hf_primaldual.attention import (
+    ATTENTION_TYPES,
+    AttentionOptions,
+    TokenLayout,
+    parse_attention_type,
+    primal_dual_attention,
+)
+from reference_attention import reference_attention, reference_probabilities
+
+ALL_TYPES = list(ATTENTION_TYPES)
+SH_SCALES = (1, 2, 3, 1)  # a non-contiguous, non-divisor mix: groups {0, 3}, {1}, {2}
+
+
+def options_for(attention_type: str, heads: int = 4, **overrides) -> AttentionOptions:
+    return AttentionOptions(
+        spec=parse_attention_type(attention_type),
+        head_scales=overrides.pop("head_scales", SH_SCALES[:heads]),
+        attention_window=overrides.pop("attention_window", 2),
+        **overrides,
+    )
+
+
+def random_qkv(batch=2, heads=4, length=11, dim=8, seed=0, dtype=torch.float32):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(batch, heads, length, dim, generator=generator, dtype=dtype) for _ in range(3)]
+
+
+def padding_mask(batch: int, length: int, lengths: list[int]) -> torch.Tensor:
+    return torch.arange(length)[None, :] < torch.tensor(lengths)[:, None]
+
+
+def assert_close_on_real_queries(actual, expected, key_mask, atol=1e-5):
+    query_mask = torch.ones(actual.shape[0], actual.shape[2], dtype=torch.bool) if key_mask is None else key_mask
+    selected = query_mask[:, None, :, None].expand_as(actual)
+    torch.testing.assert_close(actual.double()[selected], expected[selected], atol=atol, rtol=1e-4)
+
+
+@pytest.mark.parametrize("attention_type", ALL_TYPES)
+@pytest.mark.parametrize("padded", [False, True], ids=["dense", "padded"])
+@pytest.mark.parametrize("need_weights", [False, True], ids=["fused", "explicit"])
+def test_sequence_attention_matches_reference(attention_type, padded, need_weights):
+    q, k, v = random_qkv()
+    key_mask = padding_mask(2, 11, [11, 6]) if padded else None
+    output, weights = primal_dual_attention(q, k, v, options_for(attention_type), key_mask, need_weights=need_weights)
+    expected = reference_attention(q, k, v, attention_type, key_mask, head_scales=SH_SCALES, window=2)
+    assert_close_on_real_queries(output, expected, key_mask)
+    assert (weights is not None) == need_weights
+
+
+@pytest.mark.parametrize("attention_type", ["sh", "bn_sh", "linear_sh", "linear_bn_sh"])
+@pytest.mark.parametrize("grid", [(4, 4), (5, 3)], ids=["4x4", "5x3"])
+def test_image_sh_pools_the_grid_and_never_the_class_token(attention_type, grid):
+    q, k, v = random_qkv(length=1 + grid[0] * grid[1], heads=3)
+    options = options_for(attention_type, heads=3, head_scales=(1, 2, 4))
+    layout = TokenLayout(num_prefix_tokens=1, grid=grid)
+    output, _ = primal_dual_attention(q, k, v, options, layout=layout)
+    expected = reference_attention(q, k, v, attention_type, head_scales=(1, 2, 4), prefix=1, grid=grid)
+    assert_close_on_real_queries(output, expected, None)
+
+
+@pytest.mark.parametrize("attention_type", ["sh", "linear_bn_sh"])
+def test_sh_max_pooling_matches_reference(attention_type):
+    q, k, v = random_qkv()
+    key_mask = padding_mask(2, 11, [11, 7])
+    output, _ = primal_dual_attention(q, k, v, options_for(attention_type, sh_pooling="max"), key_mask)
+    expected = reference_attention(q, k, v, attention_type, key_mask, head_scales=SH_SCALES, pooling="max")
+    assert_close_on_real_queries(output, expected, key_mask)
+
+
+@pytest.mark.parametrize("mean_weight, use_std", [(1.0, True), (1.0, False), (0.5, True), (0.0, False)])
+def test_bn_settings_match_reference(mean_weight, use_std):
+    q, k, v = random_qkv()
+    key_mask = padding_mask(2, 11, [9, 11])
+    options = options_for("bn", bn_mean_weight=mean_weight, bn_use_std=use_std, bn_eps=1e-3)
+    output, _ = primal_dual_attention(q, k, v, options, key_mask)
+    expected = reference_attention(q, k, v, "bn", key_mask, eps=1e-3, mean_weight=mean_weight, use_std=use_std)
+    assert_close_on_real_queries(output, expected, key_mask)
+
+
+@pytest.mark.parametrize("attention_type", ["softmax", "bn", "linear", "linear_bn", "sparse"])
+def test_explicit_probabilities_match_reference(attention_type):
+    q, k, v = random_qkv()
+    key_mask = padding_mask(2, 11, [11, 5])
+    _, weights = primal_dual_attention(q, k, v, options_for(attention_type), key_mask, need_weights=True)
+    expected = reference_probabilities(q, k, v, attention_type, key_mask, window=2)
+    real = key_mask[:, None, :, None].expand_as(weights)
+    torch.testing.assert_close(weights.double()[real], expected[real], atol=1e-5, rtol=1e-4)
+    real_query_padded_key = key_mask[:, None, :, None] & ~key_mask[:, None, None, :]
+    assert torch.all(weights.masked_select(real_query_padded_key) == 0), "padded keys took weight"
+
+
+@pytest.mark.parametrize("attention_type", ["sh", "bn_sh"])
+def test_sh_probabilities_over_original_keys_reproduce_the_output(attention_type):
+    """For mean pooling, spreading a slot's weight over its members is exact: output == weights @ values."""
+    q, k, v = random_qkv()
+    key_mask = padding_mask(2, 11, [11, 8])
+    output, weights = primal_dual_attention(q, k, v, options_for(attention_type), key_mask, need_weights=True)
+    assert weights.shape == (2, 4, 11, 11)
+    torch.testing.assert_close(weights @ v, output, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 4, 11))
+
+
+@pytest.mark.parametrize("attention_type", ALL_TYPES)
+def test_fused_path_matches_explicit_path(attention_type):
+    q, k, v = random_qkv(length=70, seed=3)  # longer than the sparse block of 32
+    key_mask = padding_mask(2, 70, [70, 41])
+    fused, _ = primal_dual_attention(q, k, v, options_for(attention_type), key_mask)
+    explicit, _ = primal_dual_attention(q, k, v, options_for(attention_type), key_mask, need_weights=True)
+    assert_close_on_real_queries(fused, explicit.double(), key_mask)
+
+
+def test_sh_with_every_scale_one_equals_softmax():
+    q, k, v = random_qkv()
+    key_mask = padding_mask(2, 11, [11, 4])
+    sh, _ = primal_dual_attention(q, k, v, options_for("sh", head_scales=(1, 1, 1, 1)), key_mask)
+    softmax, _ = primal_dual_attention(q, k, v, options_for("softmax"), key_mask)
+    torch.testing.assert_close(sh, softmax)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    shift=st.lists(st.floats(-50, 50), min_size=8, max_size=8),
+    attention_type=st.sampled_from(["bn", "bn_sh", "linear_bn"]),
+)
+def test_bn_is_unchanged_by_adding_a_vector_to_all_queries_and_keys(shift, attention_type):
+    q, k, v = random_qkv(dtype=torch.float64)
+    key_mask = padding_mask(2, 11, [11, 7])
+    offset = torch.tensor(shift, dtype=torch.float64)
+    options = options_for(attention_type)
+    before, _ = primal_dual_attention(q, k, v, options, key_mask)
+    after, _ = primal_dual_attention(q + offset, k + offset, v, options, key_mask)
+    torch.testing.assert_close(after, before, atol=1e-9, rtol=1e-7)
+
+
+@pytest.mark.parametrize("attention_type", ALL_TYPES)
+def test_padding_keys_changes_no_output(attention_type):
+    q, k, v = random_qkv(batch=1, length=9)
+    padded = [torch.cat([x, torch.randn(1, 4, 6, 8) * 100], dim=2) for x in (q, k, v)]
+    key_mask = padding_mask(1, 15, [9])
+    options = options_for(attention_type)
+    plain, _ = primal_dual_attention(q, k, v, options)
+    with_padding, _ = primal_dual_attention(*padded, options, key_mask)
+    torch.testing.assert_close(with_padding[:, :, :9], plain, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("attention_type", ["softmax", "linear", "bn", "linear_bn"])
+def test_permuting_keys_and_values_together_changes_nothing(attention_type):
+    q, k, v = random_qkv()
+    key_mask = padding_mask(2, 11, [11, 6])
+    permutation = torch.randperm(11, generator=torch.Generator().manual_seed(1))
+    options = options_for(attention_type)
+    before, _ = primal_dual_attention(q, k, v, options, key_mask)
+    after, _ = primal_dual_attention(q, k[:, :, permutation], v[:, :, permutation], options, key_mask[:, permutation])
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-4)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    length=st.integers(1, 80),
+    window=st.integers(1, 40),
+    real=st.floats(0.05, 1.0),
+)
+def test_local_window_blocks_match_the_dense_band(length, window, real):
+    """The O(N * window) blocked fast path against a dense band mask, for any length and window."""
+    q, k, v = random_qkv(batch=2, heads=2, length=length, dim=4, seed=length)
+    key_mask = padding_mask(2, length, [length, max(1, int(real * length))])
+    options = options_for("sparse", heads=2, attention_window=window)
+    fused, _ = primal_dual_attention(q, k, v, options, key_mask)
+    explicit, weights = primal_dual_attention(q, k, v, options, key_mask, need_weights=True)
+    assert_close_on_real_queries(fused, explicit.double(), key_mask)
+    positions = torch.arange(length)
+    outside = (positions[:, None] - positions[None, :]).abs() > window
+    real_query_outside_window = key_mask[:, None, :, None] & outside
+    assert torch.all(weights.masked_select(real_query_outside_window) == 0)
+
+
+def test_unknown_attention_type_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="Unknown attention_type 'bn-sh'.*bn_sh"):
+        parse_attention_type("bn-sh")
+
+
+def test_fully_padded_query_windows_stay_finite():
+    q, k, v = random_qkv(batch=1, length=40)
+    key_mask = padding_mask(1, 40, [3])
+    output, _ = primal_dual_attention(q, k, v, options_for("sparse"), key_mask)
+    assert torch.isfinite(output).all()
