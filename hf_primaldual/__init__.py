@@ -15,6 +15,10 @@ from .attention import (
 from .configuration_attention import PrimalDualAttentionConfig
 from .configuration_primaldual_timeseries import PrimalDualTimeSeriesConfig
 from .configuration_primaldual_vit import PrimalDualViTConfig
+from .feature_extraction_primaldual_timeseries import (
+    DataCollatorForTimeSeriesClassification,
+    PrimalDualTimeSeriesFeatureExtractor,
+)
 from .modeling_primaldual_timeseries import (
     PrimalDualTimeSeriesForClassification,
     PrimalDualTimeSeriesModel,

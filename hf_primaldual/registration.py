@@ -10,11 +10,13 @@ from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForImageClassification,
+    AutoFeatureExtractor,
     AutoModelForSequenceClassification,
 )
 
 from .configuration_primaldual_timeseries import PrimalDualTimeSeriesConfig
 from .configuration_primaldual_vit import PrimalDualViTConfig
+from .feature_extraction_primaldual_timeseries import PrimalDualTimeSeriesFeatureExtractor
 from .modeling_primaldual_timeseries import PrimalDualTimeSeriesForClassification, PrimalDualTimeSeriesModel
 from .modeling_primaldual_vit import PrimalDualViTForImageClassification, PrimalDualViTModel
 
@@ -37,3 +39,6 @@ def register_auto_classes() -> None:
         AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
         for auto_class, model_class in models.items():
             auto_class.register(config_class, model_class, exist_ok=True)
+    AutoFeatureExtractor.register(PrimalDualTimeSeriesConfig, PrimalDualTimeSeriesFeatureExtractor, exist_ok=True)
+    # Saving a fitted extractor then copies its code and writes an auto_map, like the models.
+    PrimalDualTimeSeriesFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")

@@ -1,0 +1,228 @@
+"""Tests of the image loaders and transforms, on excerpts of Fashion-MNIST and the CIFAR-10 JPEG zip in
+tests/fixtures and, when present, the full files in the shared data folder beside the repository."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import zipfile
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import ViTImageProcessorPil
+
+from hf_primaldual.data import (
+    FASHION_MNIST_CLASSES,
+    build_transforms,
+    load_fashion_mnist,
+    load_image_dataset,
+    load_image_folder,
+    standardise_image_columns,
+)
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FASHION_SAMPLE = FIXTURES / "fashion-mnist-sample"
+CIFAR_SAMPLE = FIXTURES / "cifar10-sample"
+SHARED_FASHION = Path(__file__).resolve().parents[2] / "shared" / "data" / "images" / "fashion-mnist"
+
+
+def idx_pixels(path: Path, index: int) -> np.ndarray:
+    """Image `index` of an IDX image file, read directly (16-byte header, then 28x28 bytes per image)."""
+    raw = gzip.decompress(path.read_bytes())
+    return np.frombuffer(raw, np.uint8, count=28 * 28, offset=16 + 28 * 28 * index).reshape(28, 28)
+
+
+@pytest.fixture(scope="module")
+def cifar_zip(tmp_path_factory) -> Path:
+    """The CIFAR sample as a zip laid out like the full CIFAR-10 zip, with a top-level README to skip."""
+    archive = tmp_path_factory.mktemp("zip") / "cifar-sample.zip"
+    with zipfile.ZipFile(archive, "w") as opened:
+        opened.writestr("README.md", "not an image")
+        for file in sorted(CIFAR_SAMPLE.rglob("*.jpg")):
+            opened.write(file, file.relative_to(CIFAR_SAMPLE).as_posix())
+    return archive
+
+
+def test_fashion_mnist_sample_images_and_labels():
+    dataset = load_fashion_mnist(FASHION_SAMPLE)
+    assert (dataset["train"].num_rows, dataset["test"].num_rows) == (16, 16)
+    assert dataset["train"].features["label"].names == list(FASHION_MNIST_CLASSES)
+    first = dataset["train"][0]
+    assert first["image"].mode == "L" and first["image"].size == (28, 28)
+    assert FASHION_MNIST_CLASSES[first["label"]] == "Ankle boot"  # the first training image of Fashion-MNIST
+    first_pixels = idx_pixels(FASHION_SAMPLE / "train-images-idx3-ubyte.gz", 0)
+    np.testing.assert_array_equal(np.asarray(first["image"]), first_pixels)
+    last_pixels = idx_pixels(FASHION_SAMPLE / "t10k-images-idx3-ubyte.gz", 15)
+    np.testing.assert_array_equal(np.asarray(dataset["test"][15]["image"]), last_pixels)
+
+
+@pytest.mark.skipif(not SHARED_FASHION.is_dir(), reason="shared data folder beside the repository not present")
+def test_full_fashion_mnist_through_the_dispatcher():
+    dataset = load_image_dataset(SHARED_FASHION)
+    assert (dataset["train"].num_rows, dataset["test"].num_rows) == (60000, 10000)
+    assert dataset["test"][9999]["image"].size == (28, 28)
+    assert np.bincount(dataset["train"]["label"][:]).tolist() == [6000] * 10  # Fashion-MNIST is balanced
+    np.testing.assert_array_equal(
+        np.asarray(dataset["train"][12345]["image"]), idx_pixels(SHARED_FASHION / "train-images-idx3-ubyte.gz", 12345)
+    )
+
+
+def copy_fashion_sample(tmp_path: Path) -> Path:
+    folder = tmp_path / "fashion"
+    shutil.copytree(FASHION_SAMPLE, folder)
+    return folder
+
+
+def test_idx_with_a_wrong_magic_number_names_the_file(tmp_path):
+    folder = copy_fashion_sample(tmp_path)
+    labels = folder / "train-labels-idx1-ubyte.gz"
+    raw = bytearray(gzip.decompress(labels.read_bytes()))
+    raw[3] = 3  # an idx3 header on a label file
+    labels.write_bytes(gzip.compress(bytes(raw)))
+    with pytest.raises(ValueError, match=rf"{labels} is not an unsigned-byte IDX file .* magic number is 00000803"):
+        load_fashion_mnist(folder)
+
+
+def test_truncated_idx_file_names_the_file(tmp_path):
+    folder = copy_fashion_sample(tmp_path)
+    images = folder / "t10k-images-idx3-ubyte.gz"
+    images.write_bytes(gzip.compress(gzip.decompress(images.read_bytes())[:-100]))
+    with pytest.raises(ValueError, match=rf"{images} declares shape \(16, 28, 28\) .* truncated"):
+        load_fashion_mnist(folder)
+
+
+def test_missing_idx_file(tmp_path):
+    folder = copy_fashion_sample(tmp_path)
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(FileNotFoundError, match="No t10k-labels-idx1-ubyte.gz"):
+        load_fashion_mnist(folder)
+
+
+def test_image_zip_splits_classes_and_pixels(cifar_zip):
+    dataset = load_image_folder(cifar_zip)
+    assert list(dataset) == ["train", "test"]
+    assert dataset["train"].features["label"].names == ["cat", "dog", "ship"]
+    assert (dataset["train"].num_rows, dataset["test"].num_rows) == (6, 6)
+    assert dataset["train"].info.dataset_name == "cifar-sample"
+    row = dataset["test"][4]
+    assert dataset["test"].features["label"].int2str(row["label"]) == "ship"
+    assert row["image"].size == (32, 32) and row["image"].mode == "RGB"
+    with Image.open(CIFAR_SAMPLE / "test" / "ship" / "0000.jpg") as original:
+        np.testing.assert_array_equal(np.asarray(row["image"]), np.asarray(original))
+
+
+def test_image_folder_reads_like_the_zip(cifar_zip):
+    from_zip, from_folder = load_image_folder(cifar_zip), load_image_dataset(CIFAR_SAMPLE)
+    for split in ("train", "test"):
+        assert list(from_folder[split]["label"]) == list(from_zip[split]["label"])
+        assert np.array_equal(np.asarray(from_folder[split][5]["image"]), np.asarray(from_zip[split][5]["image"]))
+
+
+def test_corrupt_image_is_named(tmp_path):
+    archive = tmp_path / "broken.zip"
+    good = (CIFAR_SAMPLE / "train" / "cat" / "0000.jpg").read_bytes()
+    with zipfile.ZipFile(archive, "w") as opened:
+        opened.writestr("train/cat/0000.jpg", good)
+        opened.writestr("train/cat/0001.jpg", good[: len(good) // 2])  # a truncated JPEG
+    with pytest.raises(ValueError, match=rf"Cannot decode the image train/cat/0001.jpg in {archive}"):
+        load_image_folder(archive)
+    folder = tmp_path / "folder" / "test" / "dog"
+    folder.mkdir(parents=True)
+    (folder / "0000.png").write_bytes(b"this is not a PNG")
+    with pytest.raises(ValueError, match=rf"Cannot decode the image {folder / '0000.png'}"):
+        load_image_folder(tmp_path / "folder")
+
+
+def test_layout_and_dispatch_errors(tmp_path, cifar_zip):
+    (tmp_path / "empty" / "train").mkdir(parents=True)
+    with pytest.raises(ValueError, match="No image found .* <split>/<class name>/<image file>"):
+        load_image_folder(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="neither a folder nor a .zip"):
+        load_image_folder(tmp_path / "absent.zip")
+    with pytest.raises(TypeError, match="only apply to Hub datasets"):
+        load_image_dataset(cifar_zip, split="train")
+
+
+def test_standardise_image_columns_renames_by_feature_type(cifar_zip):
+    dataset = load_image_folder(cifar_zip).rename_columns({"image": "img", "label": "fine_label"})
+    renamed = standardise_image_columns(dataset)
+    assert renamed["train"].column_names == ["image", "label"]
+    ambiguous = datasets.DatasetDict(train=dataset["train"].add_column("coarse", dataset["train"]["fine_label"]))
+    ambiguous = ambiguous.cast_column("coarse", dataset["train"].features["fine_label"])
+    with pytest.raises(ValueError, match="2 ClassLabel columns"):
+        standardise_image_columns(ambiguous)
+
+
+@pytest.fixture(scope="module")
+def cifar_train(cifar_zip) -> datasets.Dataset:
+    return load_image_folder(cifar_zip)["train"]
+
+
+def expected_pixels(image: Image.Image) -> np.ndarray:
+    """What a ViT processor without resizing gives: (x / 255 - 0.5) / 0.5, channels first."""
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+    return (array - 0.5) / 0.5
+
+
+def test_eval_transform_normalises(cifar_train):
+    processor = ViTImageProcessorPil(do_resize=False)
+    batch = cifar_train.with_transform(build_transforms(processor, train=False, horizontal_flip=True))[:4]
+    assert batch["pixel_values"].shape == (4, 3, 32, 32) and batch["pixel_values"].dtype == torch.float32
+    assert batch["labels"].tolist() == list(cifar_train["label"][:4])
+    for row in range(4):
+        expected = expected_pixels(cifar_train[row]["image"])
+        np.testing.assert_allclose(batch["pixel_values"][row].numpy(), expected, atol=1e-6)
+
+
+def test_transform_resizes_to_the_processor_size(cifar_train):
+    processor = ViTImageProcessorPil(size={"height": 48, "width": 48})
+    sample = cifar_train.with_transform(build_transforms(processor, train=True, horizontal_flip=True))[0]
+    assert sample["pixel_values"].shape == (3, 48, 48) and sample["labels"].ndim == 0
+
+
+def test_train_transform_is_a_padded_random_crop(cifar_train):
+    processor = ViTImageProcessorPil(do_resize=False)
+    transform = build_transforms(processor, train=True, random_crop_padding=4, horizontal_flip=False)
+    image = cifar_train[0]["image"]
+    padded = np.pad(expected_pixels(image), ((0, 0), (4, 4), (4, 4)), constant_values=(0 - 0.5) / 0.5)
+    crops = {(top, left): padded[:, top : top + 32, left : left + 32] for top in range(9) for left in range(9)}
+    torch.manual_seed(0)
+    offsets = set()
+    for _ in range(6):
+        output = transform({"image": [image]})["pixel_values"][0].numpy()
+        offsets |= {offset for offset, crop in crops.items() if np.allclose(output, crop, atol=1e-6)}
+    assert len(offsets) > 1  # every output is one of the crops, and they vary
+    torch.manual_seed(0)
+    first = transform({"image": [image]})["pixel_values"]
+    torch.manual_seed(0)
+    assert torch.equal(transform({"image": [image]})["pixel_values"], first)  # reproducible under torch's seed
+
+
+def test_horizontal_flip_only_mirrors(cifar_train):
+    processor = ViTImageProcessorPil(do_resize=False)
+    transform = build_transforms(processor, train=True, random_crop_padding=0, horizontal_flip=True)
+    image = cifar_train[1]["image"]
+    plain = expected_pixels(image)
+    torch.manual_seed(0)
+    outputs = [transform({"image": [image]})["pixel_values"][0].numpy() for _ in range(8)]
+    flipped = [np.allclose(output, plain[:, :, ::-1], atol=1e-6) for output in outputs]
+    assert all(flipped[i] or np.allclose(output, plain, atol=1e-6) for i, output in enumerate(outputs))
+    assert 0 < sum(flipped) < len(outputs)
+
+
+def test_grey_images_follow_the_processor_channels():
+    fashion = load_fashion_mnist(FASHION_SAMPLE)["test"]
+    grey = ViTImageProcessorPil(do_resize=False, image_mean=[0.5], image_std=[0.5])
+    one_channel = fashion.with_transform(build_transforms(grey, train=False, horizontal_flip=False))[:2]
+    assert one_channel["pixel_values"].shape == (2, 1, 28, 28)
+    np.testing.assert_allclose(one_channel["pixel_values"][0].numpy(), expected_pixels(fashion[0]["image"]), atol=1e-6)
+    rgb = ViTImageProcessorPil(size={"height": 32, "width": 32})
+    three_channels = fashion.with_transform(build_transforms(rgb, train=True, horizontal_flip=False))[:2]
+    assert three_channels["pixel_values"].shape == (2, 3, 32, 32)
+    assert torch.equal(three_channels["pixel_values"][:, 0], three_channels["pixel_values"][:, 2])
