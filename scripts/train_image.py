@@ -89,12 +89,14 @@ class ImageTrainingArguments(EpochTrainingArguments):
     seed: int = 42
 
 
-def measure_normalisation(images, grey: bool) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of pixel values in [0, 1] over ``images``."""
-    pixels = np.stack([np.asarray(image.convert("L" if grey else "RGB"), dtype=np.float64) / 255 for image in images])
-    axes = tuple(range(pixels.ndim - (0 if grey else 1)))
-    mean, std = np.atleast_1d(pixels.mean(axis=axes)), np.atleast_1d(pixels.std(axis=axes))
-    return mean.round(4).tolist(), std.round(4).tolist()
+def measure_normalisation(images) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of RGB pixel values in [0, 1] over ``images``.
+
+    Grey images are taken as RGB too (three equal channels): the model then accepts any image, as the
+    image-classification pipeline and the processor's RGB conversion hand it, for the cost of a wider first layer.
+    """
+    pixels = np.stack([np.asarray(image.convert("RGB"), dtype=np.float64) / 255 for image in images])
+    return pixels.mean(axis=(0, 1, 2)).round(4).tolist(), pixels.std(axis=(0, 1, 2)).round(4).tolist()
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -133,15 +135,14 @@ def main(argv: list[str] | None = None) -> dict:
         image_processor = AutoImageProcessor.from_pretrained(model_args.model_name_or_path)
     else:
         sample = train.select(range(min(data_args.normalisation_samples, len(train))))["image"]
-        grey = all(image.mode in ("L", "1", "I;16") for image in sample[:100])
-        mean, std = measure_normalisation(sample, grey)
+        mean, std = measure_normalisation(sample)
         image_processor = ViTImageProcessorPil(
             size={"height": model_args.image_size, "width": model_args.image_size}, image_mean=mean, image_std=std
         )
         config = PrimalDualViTConfig(
             image_size=model_args.image_size,
             patch_size=model_args.patch_size,
-            num_channels=len(mean),
+            num_channels=3,
             hidden_size=model_args.hidden_size,
             num_hidden_layers=model_args.num_hidden_layers,
             num_attention_heads=model_args.num_attention_heads,
