@@ -50,6 +50,8 @@ def train_and_test(trainer: Trainer, history: EvaluationHistory, test: datasets.
     run's metrics: final test accuracy, and the best epoch's test (protocol) or validation accuracy."""
     args = trainer.args
     train_result = trainer.train(resume_from_checkpoint=resolve_resume(args))
+    best = history.best("eval_accuracy")
+    epochs = list(history.records)
     test_metrics = trainer.evaluate(test, metric_key_prefix="test")
     metrics: dict[str, Any] = {
         "seed": args.seed,
@@ -57,14 +59,13 @@ def train_and_test(trainer: Trainer, history: EvaluationHistory, test: datasets.
         "train_runtime_s": train_result.metrics["train_runtime"],
         "test_accuracy_final": test_metrics["test_accuracy"],
     }
-    best = history.best("eval_accuracy")
     if args.load_best_model_at_end:
         metrics["selection"] = "best validation epoch"
         metrics["validation_accuracy_best"] = best["eval_accuracy"]
     else:
         metrics["selection"] = "final epoch (test split evaluated after every epoch)"
         metrics["test_accuracy_best_epoch"] = best["eval_accuracy"] if best else None
-    metrics["eval_history"] = history.records
+    metrics["eval_history"] = epochs
     return metrics
 
 

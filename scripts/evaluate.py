@@ -9,9 +9,14 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# scripts/evaluate.py shares its name with the `evaluate` library: keep this folder off the import path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
 import argparse
 import json
-from pathlib import Path
 
 from hf_primaldual.evaluation import evaluate_checkpoint, plot_confusion_matrix
 

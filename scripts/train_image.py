@@ -15,8 +15,12 @@ a `ViTImageProcessorPil` whose mean and std are measured on the training images 
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+# scripts/evaluate.py shares its name with the `evaluate` library: keep this folder off the import path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from transformers import AutoImageProcessor, HfArgumentParser, SchedulerType, Trainer, ViTImageProcessorPil, set_seed

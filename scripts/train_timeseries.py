@@ -17,8 +17,12 @@ evaluated once, on that model.
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+# scripts/evaluate.py shares its name with the `evaluate` library: keep this folder off the import path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from dataclasses import asdict, dataclass, field
 
 import torch
 from transformers import HfArgumentParser, SchedulerType, Trainer, set_seed

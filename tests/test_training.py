@@ -1,0 +1,113 @@
+"""The training and evaluation scripts end to end on real data, in a few steps: hub-ready output folders, resume,
+the image-classification pipeline, and 2 processes under `accelerate launch` (gloo on CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification, pipeline
+
+import hf_primaldual  # noqa: F401  (registers the Auto classes)
+from hf_primaldual.data.images import load_fashion_mnist
+
+REPO = Path(__file__).resolve().parents[1]
+FASHION_SAMPLE = REPO / "tests" / "fixtures" / "fashion-mnist-sample"
+SMALL_TIMESERIES = ["--hidden_size", "32", "--num_hidden_layers", "2", "--num_attention_heads", "4",
+                    "--intermediate_size", "64"]
+SMALL_VIT = ["--hidden_size", "24", "--num_hidden_layers", "2", "--num_attention_heads", "3",
+             "--intermediate_size", "48", "--per_device_train_batch_size", "8"]
+HUB_READY_FILES = {"config.json", "model.safetensors", "README.md", "training_metrics.json",
+                   "preprocessor_config.json", "attention.py"}
+
+
+def run_script(script: str, *args: str, launcher: list[str] | None = None, timeout: int = 400) -> dict:
+    command = [*(launcher or [sys.executable]), str(REPO / "scripts" / script), *args]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    summary_line = next(line for line in result.stdout.splitlines()[::-1] if line.startswith("{"))
+    return json.loads(summary_line)
+
+
+def test_timeseries_script_writes_a_hub_ready_folder_that_evaluates_the_same(tmp_path):
+    output = tmp_path / "jv-bn"
+    summary = run_script(
+        "train_timeseries.py", "--output_dir", str(output), "--num_train_epochs", "2", *SMALL_TIMESERIES
+    )
+    assert summary["dataset"] == "JapaneseVowels" and summary["attention_type"] == "bn"
+    assert HUB_READY_FILES <= {p.name for p in output.iterdir()}
+    metrics = json.loads((output / "training_metrics.json").read_text())
+    assert len(metrics["eval_history"]) == 2 and metrics["test_accuracy_final"] == summary["test_accuracy_final"]
+    card = (output / "README.md").read_text()
+    assert "model-index" in card and "arxiv.org/abs/2406.13781" in card
+    config = json.loads((output / "config.json").read_text())
+    assert config["id2label"]["0"] == "1" and config["max_sequence_length"] == 29
+
+    evaluation = run_script("evaluate.py", str(output), "JapaneseVowels", "--output", str(tmp_path / "cm.png"))
+    assert evaluation["accuracy"] == pytest.approx(summary["test_accuracy_final"])
+    assert (tmp_path / "cm.png").stat().st_size > 10_000
+
+    model = AutoModelForSequenceClassification.from_pretrained(output)
+    extractor = AutoFeatureExtractor.from_pretrained(output)
+    assert type(model).__name__ == "PrimalDualTimeSeriesForClassification" and extractor.is_fitted
+
+
+def test_resume_goes_on_from_the_last_checkpoint(tmp_path):
+    output = tmp_path / "run"
+    common = ["--output_dir", str(output), "--attention_type", "sh", *SMALL_TIMESERIES]
+    run_script("train_timeseries.py", *common, "--num_train_epochs", "1")
+    steps_per_epoch = json.loads((output / "checkpoint-17" / "trainer_state.json").read_text())["global_step"]
+    assert steps_per_epoch == 17  # 270 series, batch 16
+    run_script("train_timeseries.py", *common, "--num_train_epochs", "2", "--resume_from_checkpoint", "last")
+    metrics = json.loads((output / "training_metrics.json").read_text())
+    assert [record["epoch"] for record in metrics["eval_history"]] == [2.0]  # only the resumed epoch ran
+    assert (output / "checkpoint-34").is_dir()
+
+
+def test_resume_without_a_checkpoint_is_an_error(tmp_path):
+    command = [sys.executable, str(REPO / "scripts" / "train_timeseries.py"), "--output_dir", str(tmp_path / "new"),
+               "--resume_from_checkpoint", "last"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode != 0 and "no checkpoint-N folder" in result.stderr
+    assert not (tmp_path / "new" / "training_metrics.json").exists()
+
+
+def test_image_script_output_works_with_the_pipeline(tmp_path):
+    output = tmp_path / "fmnist-bn_sh"
+    summary = run_script(
+        "train_image.py", "--dataset", str(FASHION_SAMPLE), "--output_dir", str(output), "--num_train_epochs", "1",
+        "--attention_type", "bn_sh", "--head_scales", "1", "2", "4", *SMALL_VIT,
+    )
+    assert 0.0 <= summary["test_accuracy_final"] <= 1.0
+    assert HUB_READY_FILES <= {p.name for p in output.iterdir()}
+    classifier = pipeline("image-classification", model=str(output))
+    image = load_fashion_mnist(FASHION_SAMPLE)["test"][0]["image"]
+    predictions = classifier(image, top_k=3)
+    assert len(predictions) == 3 and predictions[0]["label"] in hf_primaldual.data.FASHION_MNIST_CLASSES
+    with torch.inference_mode():
+        logits = classifier.model(**classifier.image_processor(image.convert("RGB"), return_tensors="pt")).logits
+    assert predictions[0]["score"] == pytest.approx(logits.softmax(-1).max().item(), rel=1e-5)
+
+
+def test_two_processes_under_accelerate_match_one_process_in_quality(tmp_path):
+    """The same script, unchanged, with 2 CPU processes (gloo): the global batch stays 16 (8 per process)."""
+    epochs = ["--num_train_epochs", "12", *SMALL_TIMESERIES, "--dropout", "0.0"]
+    single = run_script("train_timeseries.py", "--output_dir", str(tmp_path / "one"), *epochs)
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    double = run_script(
+        "train_timeseries.py", "--output_dir", str(tmp_path / "two"), *epochs,
+        "--per_device_train_batch_size", "8", launcher=launcher, timeout=600,
+    )
+    metrics = json.loads((tmp_path / "two" / "training_metrics.json").read_text())
+    state = json.loads(next((tmp_path / "two").glob("checkpoint-*/trainer_state.json")).read_text())
+    assert state["global_step"] % 17 == 0  # 17 steps of 2 x 8 series per epoch: both processes share each batch
+    assert single["test_accuracy_final"] > 0.8 and double["test_accuracy_final"] > 0.8
+    assert abs(single["test_accuracy_final"] - double["test_accuracy_final"]) < 0.06
+    assert metrics["test_accuracy_final"] == double["test_accuracy_final"]
