@@ -16,6 +16,7 @@ from typing import Any
 import datasets
 import evaluate
 import numpy as np
+import torch
 from transformers import EvalPrediction, IntervalStrategy, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import SaveStrategy, get_last_checkpoint
 
@@ -33,6 +34,13 @@ class EpochTrainingArguments(TrainingArguments):
     logging_strategy: IntervalStrategy | str = "epoch"
     save_total_limit: int | None = 2
     dataloader_pin_memory: bool = False
+
+    def __post_init__(self):
+        # On a machine without an accelerator, transformers only sets up a multi-process (gloo) run under
+        # `accelerate launch` when told it is on CPU.
+        if not self.use_cpu and not torch.accelerator.is_available():
+            self.use_cpu = True
+        super().__post_init__()
 
 
 def split_for_selection(train: datasets.Dataset, fraction: float, seed: int) -> tuple[datasets.Dataset, datasets.Dataset | None]:
@@ -57,6 +65,8 @@ def train_and_test(trainer: Trainer, history: EvaluationHistory, test: datasets.
         "seed": args.seed,
         "epochs": args.num_train_epochs,
         "train_runtime_s": train_result.metrics["train_runtime"],
+        "global_step": trainer.state.global_step,
+        "world_size": args.world_size,
         "test_accuracy_final": test_metrics["test_accuracy"],
     }
     if args.load_best_model_at_end:
