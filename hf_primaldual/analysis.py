@@ -1,4 +1,4 @@
-"""Analysis of experiment results: accuracy tables (mean +- std over seeds) and their plots."""
+"""Analysis of experiment results: accuracy tables (mean +- std over seeds), head redundancy, and their plots."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 # Softmax-transformer test accuracy (%) on the mvts-transformer protocol, as published (Flowformer's table; SPEC.md).
 PUBLISHED_SOFTMAX_UEA = {
@@ -116,3 +117,113 @@ def _plot_grouped_bars(by_cell, datasets, types, published, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Head redundancy
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def pairwise_head_distance(attention: torch.Tensor, query_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The distance between the heads of one layer, per example.
+
+    For heads ``h != h'`` of a layer with attention probabilities ``A_h`` (rows: queries, columns: keys), the
+    distance is the mean over the real queries ``i`` of the Euclidean distance between the two heads' attention
+    distributions, ``||A_h[i, :] - A_h'[i, :]||_2``; the result is its mean over the ``H (H - 1) / 2`` pairs. It is 0
+    for identical heads (fully redundant) and at most ``sqrt(2)`` (disjoint one-hot attention). Padded keys carry
+    no probability, so they add nothing.
+
+    Args:
+        attention: ``(B, H, N, N)`` probabilities, as ``output_attentions=True`` returns them. For Attention-SH
+            heads they are over the original keys (each pooled slot's weight spread over its members, which for
+            mean pooling reproduces the head's output exactly), so heads of different scales compare directly.
+        query_mask: ``(B, N)`` boolean, ``True`` for real queries.
+
+    Returns:
+        ``(B,)`` distances.
+    """
+    batch, heads, length, _ = attention.shape
+    attention = attention.float()
+    first, second = torch.triu_indices(heads, heads, offset=1)
+    distances = (attention[:, first] - attention[:, second]).norm(dim=-1)  # (B, pairs, N)
+    weights = torch.ones(batch, length) if query_mask is None else query_mask.float()
+    per_pair = (distances * weights[:, None, :]).sum(-1) / weights.sum(-1, keepdim=True)
+    return per_pair.mean(dim=1)
+
+
+def head_redundancy(data, max_examples: int = 256) -> dict[str, list[float]]:
+    """Per layer, the mean and std over ``max_examples`` inputs of :func:`pairwise_head_distance`.
+
+    Args:
+        data: a :class:`hf_primaldual.evaluation.CheckpointData` (a model and a prepared dataset split).
+    """
+    per_layer: list[list[torch.Tensor]] = []
+    with torch.inference_mode():
+        for batch in data.batches(limit=max_examples):
+            batch.pop("labels", None)
+            attentions = data.model(**batch, output_attentions=True).attentions
+            query_mask = batch.get("attention_mask")
+            for layer, attention in enumerate(attentions):
+                mask = query_mask
+                if mask is not None and mask.shape[1] != attention.shape[-1]:  # a class token in front
+                    mask = torch.nn.functional.pad(mask, (attention.shape[-1] - mask.shape[1], 0), value=1)
+                if len(per_layer) <= layer:
+                    per_layer.append([])
+                per_layer[layer].append(pairwise_head_distance(attention, None if mask is None else mask.bool()))
+    values = [torch.cat(layer) for layer in per_layer]
+    return {
+        "mean": [float(v.mean()) for v in values],
+        "std": [float(v.std()) if len(v) > 1 else 0.0 for v in values],
+        "examples": int(values[0].numel()),
+    }
+
+
+def plot_head_redundancy(results: dict[str, dict[str, list[float]]], path: str | os.PathLike, title: str) -> Path:
+    """One line per model: mean ± std head distance against layer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6.5, 4))
+    for name, result in results.items():
+        layers = np.arange(1, len(result["mean"]) + 1)
+        mean, std = np.asarray(result["mean"]), np.asarray(result["std"])
+        axes.plot(layers, mean, marker="o", label=name)
+        axes.fill_between(layers, mean - std, mean + std, alpha=0.15)
+    axes.set_xlabel("layer")
+    axes.set_ylabel("mean L2 distance between heads' attention\n(higher = less redundant)")
+    axes.set_title(title)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def plot_attention_maps(attentions: Sequence[torch.Tensor], path: str | os.PathLike, title: str) -> Path:
+    """The attention map of every head of every layer for one input: ``attentions[l]`` is ``(H, N, N)``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers, heads = len(attentions), attentions[0].shape[0]
+    figure, grid = plt.subplots(layers, heads, figsize=(2.2 * heads, 2.2 * layers), squeeze=False)
+    for layer, attention in enumerate(attentions):
+        for head in range(heads):
+            axes = grid[layer][head]
+            axes.imshow(attention[head].float().numpy(), cmap="viridis", interpolation="nearest")
+            axes.set_xticks([])
+            axes.set_yticks([])
+            if layer == 0:
+                axes.set_title(f"head {head + 1}", fontsize=9)
+            if head == 0:
+                axes.set_ylabel(f"layer {layer + 1}", fontsize=9)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

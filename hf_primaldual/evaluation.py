@@ -32,7 +32,42 @@ class EvaluationResult:
     class_names: list[str]
 
 
-def evaluate_checkpoint(
+@dataclass
+class CheckpointData:
+    """A checkpoint's model (in eval mode) and a dataset split prepared by the checkpoint's own processor."""
+
+    model: torch.nn.Module
+    rows: datasets.Dataset
+    batch_size: int
+
+    def batches(self, limit: int | None = None):
+        """Model-ready batches (dicts with ``labels``) over the first ``limit`` examples (all by default)."""
+        total = len(self.rows) if limit is None else min(limit, len(self.rows))
+        for start in range(0, total, self.batch_size):
+            yield self._batch(range(start, min(start + self.batch_size, total)))
+
+    def example_batch(self, index: int) -> dict:
+        """A batch holding example ``index`` alone."""
+        return self._batch(range(index, index + 1))
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.rows.features["label"].names)
+
+
+class _TimeSeriesData(CheckpointData):
+    collate: DataCollatorForTimeSeriesClassification
+
+    def _batch(self, indices):
+        return self.collate([self.rows[i] for i in indices])
+
+
+class _ImageData(CheckpointData):
+    def _batch(self, indices):
+        return self.rows[indices.start : indices.stop]
+
+
+def load_checkpoint_data(
     checkpoint: str | os.PathLike,
     dataset: str,
     *,
@@ -41,42 +76,42 @@ def evaluate_checkpoint(
     batch_size: int = 64,
     revision: str | None = None,
     trust_remote_code: bool = False,
-) -> EvaluationResult:
-    """Accuracy of ``checkpoint`` on ``split`` of ``dataset``.
+) -> CheckpointData:
+    """Load ``checkpoint`` (a hub-ready folder or a Hub id) and ``split`` of ``dataset`` through its processor.
 
     Args:
-        checkpoint: a hub-ready output folder or a Hub repository id.
         dataset: for a time-series model, a UEA problem name (read from ``data_dir``, default the shipped data);
             for a ViT, anything `load_image_dataset` reads.
     """
-    config = AutoConfig.from_pretrained(checkpoint, revision=revision, trust_remote_code=trust_remote_code)
     loading = {"revision": revision, "trust_remote_code": trust_remote_code}
+    config = AutoConfig.from_pretrained(checkpoint, **loading)
     if config.model_type == "primaldual-timeseries":
-        model = AutoModelForSequenceClassification.from_pretrained(checkpoint, **loading)
-        feature_extractor = AutoFeatureExtractor.from_pretrained(checkpoint, **loading)
-        rows = load_uea(dataset, data_dir=data_dir)[split]
-        collate = DataCollatorForTimeSeriesClassification(feature_extractor)
-        batches = (collate([rows[i] for i in range(start, min(start + batch_size, len(rows)))])
-                   for start in range(0, len(rows), batch_size))
+        model = AutoModelForSequenceClassification.from_pretrained(checkpoint, **loading).eval()
+        data = _TimeSeriesData(model, load_uea(dataset, data_dir=data_dir)[split], batch_size)
+        data.collate = DataCollatorForTimeSeriesClassification(AutoFeatureExtractor.from_pretrained(checkpoint, **loading))
     else:
-        model = AutoModelForImageClassification.from_pretrained(checkpoint, **loading)
+        model = AutoModelForImageClassification.from_pretrained(checkpoint, **loading).eval()
         processor = AutoImageProcessor.from_pretrained(checkpoint, revision=revision)
-        rows = load_image_dataset(dataset)[split].with_transform(build_transforms(processor, False, horizontal_flip=False))
-        batches = (rows[start : start + batch_size] for start in range(0, len(rows), batch_size))
+        transform = build_transforms(processor, False, horizontal_flip=False)
+        data = _ImageData(model, load_image_dataset(dataset)[split].with_transform(transform), batch_size)
+    _check_labels(model.config.id2label, data.rows.features["label"])
+    return data
 
-    _check_labels(model.config.id2label, rows.features["label"])
-    model.eval()
+
+def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str, **kwargs) -> EvaluationResult:
+    """Accuracy of ``checkpoint`` on a split of ``dataset`` (arguments as :func:`load_checkpoint_data`)."""
+    data = load_checkpoint_data(checkpoint, dataset, **kwargs)
     predictions, labels = [], []
     with torch.inference_mode():
-        for batch in tqdm(batches, total=-(-len(rows) // batch_size), desc="evaluating"):
+        for batch in tqdm(data.batches(), total=-(-len(data.rows) // data.batch_size), desc="evaluating"):
             labels.append(batch.pop("labels").numpy())
-            predictions.append(model(**batch).logits.argmax(-1).numpy())
+            predictions.append(data.model(**batch).logits.argmax(-1).numpy())
     predictions, labels = np.concatenate(predictions), np.concatenate(labels)
     return EvaluationResult(
         accuracy=float((predictions == labels).mean()),
         predictions=predictions,
         labels=labels,
-        class_names=list(rows.features["label"].names),
+        class_names=data.class_names,
     )
 
 
