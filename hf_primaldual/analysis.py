@@ -38,20 +38,27 @@ def _cell(values: Sequence[float]) -> str:
     return f"{mean:.1f} ± {std:.1f} ({len(values)})"
 
 
-def render_uea_results(
+def render_accuracy_table(
     runs: Iterable[dict],
     report_dir: str | os.PathLike,
     *,
-    published: dict[str, float],
+    name: str,
     datasets: Sequence[str],
     types: Sequence[str],
+    published: dict[str, float] | None = None,
+    title: str = "",
 ) -> str:
-    """Write ``uea_table.md`` and ``uea_accuracy.png`` into ``report_dir`` and return the table.
+    """Write ``<name>_table.md`` and ``<name>_accuracy.png`` into ``report_dir`` and return the table.
 
     Each cell is the mean ± std over seeds of the test accuracy (%), with the number of seeds in brackets, for the
     final epoch and for the best epoch (the protocol's number). The average row averages the per-set means over the
     sets where every type has at least one run.
+
+    Args:
+        runs: records with ``dataset``, ``attention_type``, ``test_accuracy_final``, ``test_accuracy_best_epoch``.
+        published: reference accuracies (%) per dataset, shown in their own column and as dashes on the plot.
     """
+    published = published or {}
     by_cell: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: {"final": [], "best": []})
     for run in runs:
         cell = by_cell[run["dataset"], run["attention_type"]]
@@ -59,38 +66,37 @@ def render_uea_results(
         cell["best"].append(run["test_accuracy_best_epoch"])
 
     lines = []
-    for measure, title in (("final", "final-epoch"), ("best", "best-epoch")):
+    for measure, label in (("final", "final-epoch"), ("best", "best-epoch")):
+        reference_column = ["published softmax"] if published else []
         lines += [
-            f"### Test accuracy (%), {title}: mean ± std over seeds (seeds)",
+            f"### Test accuracy (%), {label}: mean ± std over seeds (seeds)",
             "",
-            "| dataset | published softmax | " + " | ".join(types) + " |",
-            "|---|---|" + "---|" * len(types),
+            "| " + " | ".join(["dataset", *reference_column, *types]) + " |",
+            "|---|" + "---|" * (len(reference_column) + len(types)),
         ]
         complete = [d for d in datasets if all(by_cell[d, t][measure] for t in types)]
         for dataset in datasets:
             reference = published.get(dataset)
-            row = [dataset, f"{reference:.1f}" if reference is not None else "–"]
+            row = [dataset] + ([f"{reference:.1f}" if reference is not None else "–"] if published else [])
             row += [_cell(by_cell[dataset, t][measure]) for t in types]
             lines.append("| " + " | ".join(row) + " |")
         if complete:
             averages = [np.mean([100 * np.mean(by_cell[d, t][measure]) for d in complete]) for t in types]
             published_average = [published[d] for d in complete if d in published]
             reference = f"{np.mean(published_average):.1f}" if len(published_average) == len(complete) else "–"
-            lines.append(
-                f"| average over {len(complete)} complete sets | {reference} | "
-                + " | ".join(f"{a:.1f}" for a in averages) + " |"
-            )
+            row = [f"average over {len(complete)} complete sets", *([reference] if published else [])]
+            lines.append("| " + " | ".join(row + [f"{a:.1f}" for a in averages]) + " |")
         lines.append("")
     table = "\n".join(lines)
 
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
-    (report_dir / "uea_table.md").write_text(table)
-    _plot_grouped_bars(by_cell, datasets, types, published, report_dir / "uea_accuracy.png")
+    (report_dir / f"{name}_table.md").write_text(table)
+    _plot_grouped_bars(by_cell, datasets, types, published, report_dir / f"{name}_accuracy.png", title)
     return table
 
 
-def _plot_grouped_bars(by_cell, datasets, types, published, path: Path) -> None:
+def _plot_grouped_bars(by_cell, datasets, types, published, path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -112,7 +118,8 @@ def _plot_grouped_bars(by_cell, datasets, types, published, path: Path) -> None:
             axes.hlines(published[dataset], position - 0.05, position + 0.85, colors="black", linestyles="dashed")
     axes.set_xticks(positions + 0.4 - width / 2, shown, rotation=20, ha="right")
     axes.set_ylabel("test accuracy (%), final epoch")
-    axes.set_title("UEA, mvts-transformer protocol: mean ± std over seeds (dashed: published softmax)")
+    axes.set_title(f"{title}: mean ± std over seeds" + (" (dashed: published softmax)" if published else ""),
+                   fontsize=10)
     axes.legend(ncols=len(types), fontsize=8, loc="lower right")
     figure.tight_layout()
     figure.savefig(path, dpi=120)

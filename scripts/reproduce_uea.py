@@ -32,7 +32,7 @@ import subprocess
 import tempfile
 import time
 
-from hf_primaldual.analysis import PUBLISHED_SOFTMAX_UEA, render_uea_results
+from hf_primaldual.analysis import PUBLISHED_SOFTMAX_UEA, render_accuracy_table
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER_SETS = ["JapaneseVowels", "SelfRegulationSCP1", "SelfRegulationSCP2", "Handwriting", "UWaveGestureLibrary"]
@@ -103,8 +103,10 @@ def main(argv: list[str] | None = None) -> None:
                 handle.write(json.dumps(record) + "\n")
             print(json.dumps(record), flush=True)
 
-    table = render_uea_results(read_runs(args.results), args.report_dir, published=PUBLISHED_SOFTMAX_UEA,
-                               datasets=args.datasets, types=args.types)
+    table = render_accuracy_table(
+        read_runs(args.results), args.report_dir, name="uea", datasets=args.datasets, types=args.types,
+        published=PUBLISHED_SOFTMAX_UEA, title="UEA, mvts-transformer protocol",
+    )
     print(table)
 
 

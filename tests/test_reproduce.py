@@ -1,0 +1,100 @@
+"""Smoke runs of the reproduction scripts (tiny budgets on the shipped data) and the head-redundancy measure
+against its formula written out."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from hf_primaldual import (
+    PrimalDualTimeSeriesConfig,
+    PrimalDualTimeSeriesFeatureExtractor,
+    PrimalDualTimeSeriesForClassification,
+)
+from hf_primaldual.analysis import pairwise_head_distance
+from hf_primaldual.data.uea import load_uea
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
+TINY_TIMESERIES = ["--hidden_size", "16", "--num_hidden_layers", "1", "--num_attention_heads", "8",
+                   "--intermediate_size", "32"]
+
+
+def run(script: str, *args: str) -> str:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / script), *args], capture_output=True, text=True,
+                            timeout=400, env=env, cwd=REPO)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result.stdout
+
+
+def test_pairwise_head_distance_matches_the_formula():
+    torch.manual_seed(0)
+    attention = torch.rand(2, 3, 5, 5).softmax(-1)
+    query_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=torch.bool)
+    expected = []
+    for b in range(2):
+        queries = [i for i in range(5) if query_mask[b, i]]
+        pairs = [(h, g) for h in range(3) for g in range(h + 1, 3)]
+        per_pair = [
+            sum(float(torch.sqrt(((attention[b, h, i] - attention[b, g, i]) ** 2).sum())) for i in queries)
+            / len(queries)
+            for h, g in pairs
+        ]
+        expected.append(sum(per_pair) / len(pairs))
+    torch.testing.assert_close(pairwise_head_distance(attention, query_mask), torch.tensor(expected))
+    identical = attention[:, :1].expand(-1, 3, -1, -1)
+    assert torch.all(pairwise_head_distance(identical) == 0)
+
+
+def test_reproduce_uea_smoke_resumes_and_renders(tmp_path):
+    args = ["--data_dir", str(REPO / "hf_primaldual" / "resources"), "--datasets", "JapaneseVowels",
+            "--types", "bn_sh", "--seeds", "0", "--epochs", "1", "--results", str(tmp_path / "runs.jsonl"),
+            "--report_dir", str(tmp_path), "--", *TINY_TIMESERIES]
+    run("reproduce_uea.py", *args)
+    runs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert [(r["dataset"], r["attention_type"]) for r in runs] == [("JapaneseVowels", "bn_sh")]
+    assert runs[0]["head_scales"] == [1, 1, 1, 2, 2, 2, 4, 4]
+    output = run("reproduce_uea.py", *args)  # everything done: nothing runs again
+    assert "0 to go" in output
+    table = (tmp_path / "uea_table.md").read_text()
+    assert "| JapaneseVowels | 98.7 |" in table and "average over 1 complete sets" in table
+    assert (tmp_path / "uea_accuracy.png").stat().st_size > 5_000
+
+
+def test_reproduce_images_smoke_with_conversion(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "fashion-mnist").symlink_to(FIXTURES / "fashion-mnist-sample")
+    run("reproduce_images.py", "--data_root", str(tmp_path / "data"), "--datasets", "fashion-mnist",
+        "--types", "softmax", "--seeds", "0", "--epochs", "1", "--train_samples", "16", "--test_samples", "16",
+        "--results", str(tmp_path / "runs.jsonl"), "--report_dir", str(tmp_path), "--work_dir", str(tmp_path / "work"))
+    runs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert [r["experiment"] for r in runs] == ["scratch", "conversion"]
+    converted = json.loads((tmp_path / "work" / "fashion-mnist-transformers-vit" / "config.json").read_text())
+    assert converted["model_type"] == "vit"  # the conversion starts from a genuine transformers ViT checkpoint
+    assert "Conversion" in (tmp_path / "image_table.md").read_text()
+
+
+def test_head_redundancy_script(tmp_path):
+    """On an untrained SH model with a class token, saved with its fitted feature extractor."""
+    checkpoint = tmp_path / "model"
+    train = load_uea("JapaneseVowels")["train"]
+    PrimalDualTimeSeriesFeatureExtractor(max_sequence_length=29).fit(train["past_values"]).save_pretrained(checkpoint)
+    config = PrimalDualTimeSeriesConfig(
+        num_input_channels=12, max_sequence_length=29, hidden_size=16, num_hidden_layers=2, num_attention_heads=8,
+        intermediate_size=32, attention_type="bn_sh", pooling="cls",
+        id2label=dict(enumerate(train.features["label"].names)),
+    )
+    PrimalDualTimeSeriesForClassification(config).save_pretrained(checkpoint)
+    run("head_redundancy.py", str(checkpoint), "--dataset", "JapaneseVowels", "--max_examples", "40",
+        "--output_dir", str(tmp_path / "report"))
+    results = json.loads((tmp_path / "report" / "head_redundancy.json").read_text())
+    (result,) = results.values()
+    assert result["examples"] == 40 and len(result["mean"]) == 2 and all(0 < m < 2**0.5 for m in result["mean"])
+    assert (tmp_path / "report" / "attention_maps-model.png").exists()
+    assert (tmp_path / "report" / "head_redundancy.png").exists()
