@@ -43,6 +43,12 @@ class EpochTrainingArguments(TrainingArguments):
         super().__post_init__()
 
 
+def set_default_output_dir(args: TrainingArguments, name: str) -> None:
+    """Give a run without ``--output_dir`` the folder ``outputs/<name>`` (transformers would pick `trainer_output`)."""
+    if args.output_dir in (None, "trainer_output"):
+        args.output_dir = str(Path("outputs") / name)
+
+
 def split_for_selection(train: datasets.Dataset, fraction: float, seed: int) -> tuple[datasets.Dataset, datasets.Dataset | None]:
     """``(train, validation)``: a stratified ``fraction`` of the training split held out to select the best epoch,
     or ``(train, None)`` for ``fraction == 0`` (the test split is then evaluated every epoch, as the paper's
