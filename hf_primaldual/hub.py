@@ -1,18 +1,56 @@
-"""Model cards for the Hub: the templates of `model_cards/` rendered with huggingface_hub's ModelCard, the
-evaluation results as `model-index` entries."""
+"""The Hub side of the package.
+
+* Model cards: the templates of `model_cards/` rendered with huggingface_hub's ModelCard, the evaluation results
+  as `model-index` entries (`render_model_card`).
+* Publishing a finished output folder of the training scripts to a Hub repo (`push_output_folder`, behind
+  `scripts/push_to_hub.py`, and `push_from_trainer` for the Trainer's own `--push_to_hub` flags). Only the real
+  `HfApi` calls are used (create_repo, create_branch, create_commit, create_tag); the endpoint and the token come
+  from the standard environment (``HF_ENDPOINT``, ``HF_TOKEN`` or the token of ``hf auth login``), so the same code
+  serves the public Hub and any Hub-compatible server. Every Hub failure is re-raised as `HubPushError`, whose
+  message names the problem and the fix; the local folder is only read, never changed.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import fnmatch
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import EvalResult, ModelCard, ModelCardData
+import yaml
+from huggingface_hub import (
+    CommitInfo,
+    CommitOperationAdd,
+    CommitOperationDelete,
+    EvalResult,
+    HfApi,
+    ModelCard,
+    ModelCardData,
+    constants,
+)
+from huggingface_hub.errors import (
+    HfHubHTTPError,
+    HFValidationError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.utils import get_token, validate_repo_id
 
 from .attention import parse_attention_type
 
+try:  # the HTTP client of huggingface_hub 2.x; httpx for older versions
+    import httpx2 as _httpx
+except ImportError:  # pragma: no cover
+    import httpx as _httpx
+
 MODEL_CARD_TEMPLATES = Path(__file__).resolve().parent.parent / "model_cards"
+#: What the cards say where the repo id goes; replaced by the real repo id when the folder is pushed.
+REPO_ID_PLACEHOLDER = "your-name/your-model"
 
 _KERNEL_FORMULAS = {
     "softmax": "A_ij = softmax_j(q_i . k_j / sqrt(D))",
@@ -55,7 +93,7 @@ def render_model_card(
     hyperparameters: Mapping[str, Any],
     results: list[EvaluationRow],
     task_type: str,
-    repo_id: str = "your-name/your-model",
+    repo_id: str = REPO_ID_PLACEHOLDER,
     protocol_note: str = "",
     limitations: str = "",
     tags: list[str] | None = None,
@@ -102,4 +140,377 @@ def render_model_card(
         num_channels=getattr(config, "num_input_channels", None),
         protocol_note=protocol_note,
         limitations=limitations or "Trained on one small dataset; check accuracy on your own data before use.",
+        framework_versions=framework_versions(),
     )
+
+
+def framework_versions() -> dict[str, str]:
+    """Versions of the libraries a checkpoint was written with (for the card's training procedure)."""
+    versions = {}
+    for name in ("hf-primaldual", "transformers", "torch", "huggingface_hub"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+# ------------------------------------------------------------------------------------------------ publishing
+
+#: Files that mark a finished output folder (`training.save_hub_ready_folder` writes the metrics file last).
+REQUIRED_FILES = ("config.json", "training_metrics.json")
+#: Top-level folders of an output folder that are training state, not the model.
+JUNK_FOLDERS = ("checkpoint-*", "last-checkpoint", "runs", "logs", "wandb", "mlruns", "__pycache__")
+#: Files that are never published: pickled training state (`training_args.bin`, optimizer...), logs, editor files.
+JUNK_FILES = (
+    "training_args.bin", "trainer_state.json", "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth",
+    "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt", "*.pyc", "*.log", "*.tmp", "*.lock", "*.swp", "*~",
+)
+DEFAULT_COMMIT_MESSAGE = "Upload model trained with hf-primaldual"
+
+
+class HubPushError(RuntimeError):
+    """Publishing failed; the message says what went wrong and how to fix it (the cause is chained)."""
+
+
+class FolderNotReadyError(ValueError):
+    """The folder is not a finished output folder of the training scripts."""
+
+
+@dataclass(frozen=True)
+class PushFile:
+    """A file of the output folder that is published: its path in the repo and its size in bytes."""
+
+    path_in_repo: str
+    size: int
+    local_path: Path
+
+
+def _is_junk(parts: Sequence[str], is_dir: bool) -> bool:
+    name = parts[-1]
+    if name.startswith((".", "_")):  # .staging-*, .git, .cache, __pycache__, _private ...
+        return True
+    if is_dir:
+        return len(parts) == 1 and any(fnmatch.fnmatchcase(name, pattern) for pattern in JUNK_FOLDERS)
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in JUNK_FILES)
+
+
+def list_push_files(folder: str | os.PathLike) -> list[PushFile]:
+    """The files of a finished output folder that make the published model, sorted by path.
+
+    Raises `FolderNotReadyError` when ``folder`` lacks ``config.json`` or ``training_metrics.json`` (a training run
+    that has not finished, or a checkpoint folder). Skips ``checkpoint-*`` folders, hidden and ``_`` entries, pickled
+    training state (``training_args.bin``, ``*.pt``...) and logs.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise FolderNotReadyError(f"{root} is not a folder: give the output_dir of a finished training run.")
+    missing = [name for name in REQUIRED_FILES if not (root / name).is_file()]
+    if missing:
+        hint = (
+            " It looks like a Trainer checkpoint: publish the run's output_dir, not one of its checkpoint-N folders."
+            if (root / "trainer_state.json").is_file()
+            else " Training has not finished (or was interrupted before the final save): finish or resume it "
+            "(--resume_from_checkpoint last) first."
+        )
+        raise FolderNotReadyError(
+            f"{root} is not a finished output folder: {' and '.join(missing)} missing.{hint}"
+        )
+    files: list[PushFile] = []
+
+    def walk(directory: Path, parts: tuple[str, ...]) -> None:
+        for entry in sorted(directory.iterdir()):
+            entry_parts = (*parts, entry.name)
+            if entry.is_dir():
+                if not entry.is_symlink() and not _is_junk(entry_parts, is_dir=True):
+                    walk(entry, entry_parts)
+            elif entry.is_file() and not _is_junk(entry_parts, is_dir=False):
+                files.append(PushFile("/".join(entry_parts), entry.stat().st_size, entry))
+
+    walk(root, ())
+    return files
+
+
+def card_for_repo(card_text: str, repo_id: str, tags: Iterable[str] = ()) -> str:
+    """The model card as published to ``repo_id``: the repo id placeholder of the templates replaced by
+    ``repo_id``, and ``tags`` added to the metadata (``tags:`` of the YAML front matter)."""
+    card = ModelCard(card_text.replace(REPO_ID_PLACEHOLDER, repo_id), ignore_metadata_errors=False)
+    extra = [tag for tag in tags if tag]
+    if extra:
+        current = list(card.data.tags or [])
+        card.data.tags = current + [tag for tag in extra if tag not in current]
+    return str(card) if extra else card.content
+
+
+def _endpoint() -> str:
+    return constants.ENDPOINT.rstrip("/")
+
+
+def _server_message(err: HfHubHTTPError) -> str:
+    message = getattr(err, "server_message", None) or str(err).splitlines()[0]
+    return message.strip().rstrip(".")
+
+
+def explain_hub_error(
+    err: BaseException, *, repo_id: str, revision: str | None = None, tag: str | None = None, stage: str = ""
+) -> str:
+    """A message for a failed Hub call that names the problem and the fix (and never the token)."""
+    endpoint = _endpoint()
+    where = f" ({stage})" if stage else ""
+    token_note = (
+        "no token was found: set HF_TOKEN or run `hf auth login`"
+        if get_token() is None
+        else "set HF_TOKEN (or `hf auth login`) to a valid token with write access"
+    )
+    if isinstance(err, OfflineModeIsEnabled):
+        return f"HF_HUB_OFFLINE is set, so nothing can be pushed{where}: unset HF_HUB_OFFLINE and run again."
+    if isinstance(err, _httpx.TransportError | ConnectionError | TimeoutError):
+        lost = isinstance(err, _httpx.RemoteProtocolError | _httpx.ReadError | _httpx.ReadTimeout)
+        state = (
+            "The connection broke before the answer came: the commit may or may not have landed. "
+            if lost
+            else "Nothing was committed. "
+        )
+        return (
+            f"Cannot reach the Hub at {endpoint}{where}: {type(err).__name__}: {err}. {state}Check the network (and "
+            "HF_ENDPOINT if you meant another server), then run the same command again: unchanged files are not "
+            "uploaded twice and make no new commit."
+        )
+    if isinstance(err, RevisionNotFoundError):
+        return (
+            f"Revision {revision!r} not found in {repo_id}{where} ({_server_message(err)}). Give an existing branch, "
+            "or a new branch name to create it; tags and commit ids cannot be pushed to."
+        )
+    if isinstance(err, RepositoryNotFoundError):
+        return (
+            f"Repository {repo_id} not found on {endpoint}{where}, or it is private to another account "
+            f"({_server_message(err)}). Check the repo id and the namespace; {token_note}."
+        )
+    if isinstance(err, HfHubHTTPError) and err.response is not None:
+        status = err.response.status_code
+        message = _server_message(err)
+        if status == 401:
+            return (
+                f"The Hub at {endpoint} rejected the credentials (401 Unauthorized: {message}){where}: {token_note}."
+            )
+        if status == 403:
+            return (
+                f"No write access to {repo_id}{where} (403 Forbidden: {message}). Push to your own namespace or to "
+                "an organisation you belong to (e.g. your-name/model-name), or use a token with write access "
+                "to this one."
+            )
+        if status == 409 and stage == "creating the tag":
+            return (
+                f"Tag {tag!r} already exists in {repo_id} ({message}). A tag names one version and is not moved: "
+                "choose a new tag (the commit itself was made)."
+            )
+        if status == 409 and stage == "creating the repo":
+            return (
+                f"Repository {repo_id} already exists ({message}). Push to it without --fail_if_exists "
+                "(exist_ok) to add a new commit, or choose another repo id."
+            )
+        if status == 409:
+            return f"Conflict on {repo_id}{where} (409: {message}). Run again, or choose another name."
+        if status == 412:
+            return (
+                f"{revision or 'main'} of {repo_id} moved while pushing (412: {message}): someone else committed. "
+                "Run the same command again."
+            )
+        if status == 429:
+            return f"Too many requests to {endpoint}{where} (429: {message}). Wait a minute and run again."
+        if status >= 500:
+            return (
+                f"The Hub at {endpoint} failed{where} ({status}: {message}). This is a server-side error: run the "
+                "same command again later (unchanged files are not uploaded twice)."
+            )
+        return f"The Hub at {endpoint} refused the request{where} ({status}: {message})."
+    if isinstance(err, HFValidationError):
+        return f"Invalid repo id or revision {repo_id!r}{where}: {err}"
+    if isinstance(err, ValueError) and "README.md" in str(err):
+        return f"The Hub rejected the model card{where}: {err}. Fix the YAML metadata of README.md and push again."
+    return f"Pushing to {repo_id} on {endpoint} failed{where}: {type(err).__name__}: {err}"
+
+
+def _hub_errors() -> tuple[type[BaseException], ...]:
+    return (HfHubHTTPError, OfflineModeIsEnabled, HFValidationError, _httpx.HTTPError, ConnectionError, TimeoutError)
+
+
+def _branch_name(revision: str | None) -> str:
+    if not revision:
+        return "main"
+    return revision[len("refs/heads/") :] if revision.startswith("refs/heads/") else revision
+
+
+def _format_size(size: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"  # pragma: no cover
+
+
+def push_output_folder(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str = DEFAULT_COMMIT_MESSAGE,
+    commit_description: str | None = None,
+    tags: Iterable[str] = (),
+    tag: str | None = None,
+    create_pr: bool = False,
+    dry_run: bool = False,
+    token: str | None = None,
+    exist_ok: bool = True,
+    delete_remote_extras: bool = True,
+    keep_remote: Iterable[str] = (),
+) -> CommitInfo | list[str]:
+    """Publish the finished output folder ``folder`` to the Hub model repo ``repo_id`` in one commit.
+
+    The repo is created if needed (``exist_ok``; ``private`` applies to a new repo, and pushing a ``private`` model
+    into an existing public repo is refused). ``revision`` is a branch, created from ``main`` when missing. The
+    card's repo id placeholder becomes ``repo_id`` and ``tags`` are added to its metadata (in the commit only: the
+    folder is never written to). With ``delete_remote_extras`` (default) the branch ends up holding exactly the
+    published files: remote files not in the folder (a Trainer's ``training_args.bin``, files of an older version)
+    are deleted in the same commit, except ``.gitattributes`` and paths matching ``keep_remote`` (fnmatch patterns).
+    ``tag`` tags the new commit. ``create_pr`` opens a pull request against ``revision`` instead of committing to it.
+
+    ``dry_run`` contacts nothing and returns the lines ``path<TAB>size`` of what would be sent; otherwise the
+    `CommitInfo` of the commit (the current head when nothing changed: no empty commit is made). The endpoint and
+    the token are huggingface_hub's (``HF_ENDPOINT``, ``HF_TOKEN``; ``token`` overrides the latter).
+
+    Raises:
+        FolderNotReadyError: ``folder`` is not a finished output folder (nothing is contacted).
+        HubPushError: a Hub call failed; the message names the problem and the fix.
+    """
+    files = list_push_files(folder)
+    branch = _branch_name(revision)
+    keep_patterns = [".gitattributes", *keep_remote]
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise HubPushError(explain_hub_error(err, repo_id=repo_id)) from err
+    if re.fullmatch(r"[0-9a-f]{40}", branch):
+        raise HubPushError(f"Cannot push to the commit id {branch}: give a branch name as revision.")
+    if tag is not None and create_pr:
+        raise HubPushError("A tag cannot be put on a pull request commit: merge it first, then tag the merge.")
+    readme = next((file for file in files if file.path_in_repo == "README.md"), None)
+    if readme is not None:  # a card whose metadata the Hub would reject fails here, before any network call
+        try:
+            card_for_repo(readme.local_path.read_text(encoding="utf-8"), repo_id, tags)
+        except (ValueError, yaml.YAMLError) as err:
+            raise FolderNotReadyError(f"{readme.local_path} has invalid metadata: {err}") from err
+    if dry_run:
+        return [f"{file.path_in_repo}\t{file.size}" for file in files]
+
+    api = HfApi(token=token)
+    stage = "creating the repo"
+    try:
+        repo_url = api.create_repo(repo_id, private=private, exist_ok=exist_ok, repo_type="model")
+        repo_id = repo_url.repo_id or repo_id  # "name" -> "user/name"
+        if branch != "main":
+            stage = f"creating the branch {branch}"
+            refs = api.list_repo_refs(repo_id)
+            if branch in {ref.name for ref in refs.tags}:
+                raise HubPushError(
+                    f"{branch!r} is a tag of {repo_id}, not a branch: a tag names a fixed version. Push to a branch "
+                    f"(--revision) and tag the new commit with --tag."
+                )
+            if branch not in {ref.name for ref in refs.branches}:
+                api.create_branch(repo_id, branch=branch, exist_ok=True)
+        stage = "reading the repo"
+        info = api.model_info(repo_id, revision=branch, files_metadata=False)
+        if private and not info.private:
+            raise HubPushError(
+                f"{repo_id} already exists and is public, but a private push was asked: nothing was pushed. Make "
+                "the repo private first (HfApi().update_repo_settings(repo_id, private=True)), or push without "
+                "--private."
+            )
+        operations: list[CommitOperationAdd | CommitOperationDelete] = []
+        for file in files:
+            if file is readme:
+                card = card_for_repo(file.local_path.read_text(encoding="utf-8"), repo_id, tags)
+                operations.append(CommitOperationAdd("README.md", card.encode("utf-8")))
+            else:
+                operations.append(CommitOperationAdd(file.path_in_repo, str(file.local_path)))
+        if delete_remote_extras:
+            published = {file.path_in_repo for file in files}
+            for sibling in info.siblings or []:
+                path = sibling.rfilename
+                if path not in published and not any(fnmatch.fnmatchcase(path, p) for p in keep_patterns):
+                    operations.append(CommitOperationDelete(path))
+        stage = f"committing to {branch}"
+        commit = api.create_commit(
+            repo_id,
+            operations,
+            commit_message=commit_message,
+            commit_description=commit_description,
+            revision=branch,
+            create_pr=create_pr,
+            parent_commit=info.sha,
+        )
+        if tag is not None:
+            stage = "creating the tag"
+            api.create_tag(repo_id, tag=tag, revision=commit.oid, tag_message=commit_message)
+    except HubPushError:
+        raise
+    except _hub_errors() as err:
+        raise HubPushError(explain_hub_error(err, repo_id=repo_id, revision=branch, tag=tag, stage=stage)) from err
+    except ValueError as err:  # invalid card metadata (validate-yaml), rejected operations
+        raise HubPushError(explain_hub_error(err, repo_id=repo_id, revision=branch, stage=stage)) from err
+    return commit
+
+
+def describe_dry_run(lines: Sequence[str], folder: str | os.PathLike, repo_id: str, revision: str | None) -> str:
+    """What ``push_output_folder(..., dry_run=True)`` would send, as a table for people."""
+    rows = [line.split("\t") for line in lines]
+    total = sum(int(size) for _, size in rows)
+    width = max((len(path) for path, _ in rows), default=0)
+    table = "\n".join(f"  {path.ljust(width)}  {_format_size(int(size)):>9}" for path, size in rows)
+    return (
+        f"Dry run: would push {len(rows)} files ({_format_size(total)}) from {folder} to {_endpoint()}/{repo_id} "
+        f"(branch {_branch_name(revision)}); nothing was sent.\n{table}"
+    )
+
+
+def push_from_trainer(
+    trainer: Any, output_dir: str | os.PathLike | None = None, *, commit_message: str = "End of training", **kwargs: Any
+) -> CommitInfo | None:
+    """For the training scripts' ``--push_to_hub``: publish the hub-ready ``output_dir`` (written by
+    `training.save_hub_ready_folder`) with the Trainer's Hub settings, instead of `Trainer.push_to_hub`, which
+    would write its own model card over ours.
+
+    Waits for the Trainer's checkpoint pushes (``--hub_strategy every_save``...), then pushes to the repo the
+    Trainer created (``--hub_model_id``, default the output folder's name, in the token's namespace), on
+    ``--hub_revision`` (created if missing), private per ``--hub_private_repo``, with ``--hub_token`` if given.
+    The repo then holds exactly the hub-ready folder: the ``training_args.bin`` of the checkpoint pushes is
+    deleted; ``last-checkpoint/`` (``--hub_strategy checkpoint``) or ``checkpoint-*/`` (``all_checkpoints``) are
+    kept, since that strategy asked for them. Returns ``None`` when ``--push_to_hub`` is off or on other processes
+    than the main one. Raises `HubPushError`, whose message also says how to publish the saved folder later.
+    """
+    args = trainer.args
+    if not args.push_to_hub or not trainer.is_world_process_zero():
+        return None
+    folder = Path(output_dir if output_dir is not None else args.output_dir)
+    trainer._finish_current_push()  # the checkpoint pushes run in the background; the final commit goes after them
+    repo_id = getattr(trainer, "hub_model_id", None) or args.hub_model_id or folder.absolute().name
+    strategy = str(getattr(args.hub_strategy, "value", args.hub_strategy))
+    keep = {"checkpoint": ("last-checkpoint/*",), "all_checkpoints": ("checkpoint-*/*",)}.get(strategy, ())
+    try:
+        return push_output_folder(
+            folder,
+            repo_id,
+            private=bool(args.hub_private_repo),
+            revision=args.hub_revision,
+            commit_message=commit_message,
+            token=args.hub_token,
+            keep_remote=keep,
+            **kwargs,
+        )
+    except HubPushError as err:
+        raise HubPushError(
+            f"{err}\nThe trained model is saved in {folder}; publish it once this is fixed with:\n"
+            f"  python scripts/push_to_hub.py {folder} {repo_id}"
+            + (f" --revision {args.hub_revision}" if args.hub_revision else "")
+        ) from err.__cause__

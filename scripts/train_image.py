@@ -27,13 +27,14 @@ from transformers import AutoImageProcessor, HfArgumentParser, SchedulerType, Tr
 
 from hf_primaldual import PrimalDualViTConfig, PrimalDualViTForImageClassification
 from hf_primaldual.data.images import build_transforms, load_image_dataset
-from hf_primaldual.hub import EvaluationRow, render_model_card
+from hf_primaldual.hub import EvaluationRow, HubPushError, push_from_trainer, render_model_card
 from hf_primaldual.training import (
     EpochTrainingArguments,
     EvaluationHistory,
     accuracy_metric,
     save_hub_ready_folder,
     selection_arguments,
+    set_default_output_dir,
     split_for_selection,
     summary_line,
     train_and_test,
@@ -107,8 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = HfArgumentParser((ModelArguments, DataArguments, ImageTrainingArguments))
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     dataset_name = Path(data_args.dataset.rstrip("/")).stem
-    if training_args.output_dir is None:
-        training_args.output_dir = f"outputs/image-{dataset_name}-{model_args.attention_type}"
+    set_default_output_dir(training_args, f"image-{dataset_name}-{model_args.attention_type}")
     set_seed(training_args.seed)
 
     splits = load_image_dataset(data_args.dataset)
@@ -210,6 +210,12 @@ def main(argv: list[str] | None = None) -> dict:
         )
         save_hub_ready_folder(trainer, training_args.output_dir, metrics, str(card), image_processor)
         print(summary_line(metrics, training_args.output_dir))
+        if training_args.push_to_hub:  # our folder and card, not Trainer.push_to_hub's
+            try:
+                commit = push_from_trainer(trainer, training_args.output_dir)
+            except HubPushError as err:
+                sys.exit(f"Pushing to the Hub failed: {err}")
+            print(f"Pushed to {commit.commit_url}")
     return metrics
 
 

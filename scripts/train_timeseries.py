@@ -33,13 +33,14 @@ from hf_primaldual.feature_extraction_primaldual_timeseries import (
     DataCollatorForTimeSeriesClassification,
     PrimalDualTimeSeriesFeatureExtractor,
 )
-from hf_primaldual.hub import EvaluationRow, render_model_card
+from hf_primaldual.hub import EvaluationRow, HubPushError, push_from_trainer, render_model_card
 from hf_primaldual.training import (
     EpochTrainingArguments,
     EvaluationHistory,
     accuracy_metric,
     save_hub_ready_folder,
     selection_arguments,
+    set_default_output_dir,
     split_for_selection,
     summary_line,
     train_and_test,
@@ -88,8 +89,7 @@ class TimeSeriesTrainingArguments(EpochTrainingArguments):
 def main(argv: list[str] | None = None) -> dict:
     parser = HfArgumentParser((ModelArguments, DataArguments, TimeSeriesTrainingArguments))
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    if training_args.output_dir is None:
-        training_args.output_dir = f"outputs/timeseries-{data_args.dataset}-{model_args.attention_type}"
+    set_default_output_dir(training_args, f"timeseries-{data_args.dataset}-{model_args.attention_type}")
     set_seed(training_args.seed)
 
     if data_args.train_path or data_args.test_path:
@@ -172,6 +172,12 @@ def main(argv: list[str] | None = None) -> dict:
         )
         save_hub_ready_folder(trainer, training_args.output_dir, metrics, str(card), feature_extractor)
         print(summary_line(metrics, training_args.output_dir))
+        if training_args.push_to_hub:  # our folder and card, not Trainer.push_to_hub's
+            try:
+                commit = push_from_trainer(trainer, training_args.output_dir)
+            except HubPushError as err:
+                sys.exit(f"Pushing to the Hub failed: {err}")
+            print(f"Pushed to {commit.commit_url}")
     return metrics
 
 
