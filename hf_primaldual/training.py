@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,24 @@ from transformers import EvalPrediction, IntervalStrategy, Trainer, TrainerCallb
 from transformers.trainer_utils import SaveStrategy, get_last_checkpoint
 
 FINAL_FILES_MARKER = "training_metrics.json"
+
+
+@dataclass
+class AttentionArguments:
+    """The attention of the primal-dual family, from the command line (fields of `PrimalDualAttentionConfig`)."""
+
+    attention_type: str = field(
+        default="softmax",
+        metadata={"help": "softmax, linear, sparse, bn, sh, bn_sh, linear_bn, linear_sh or linear_bn_sh"},
+    )
+    head_scales: list[int] | None = field(default=None, metadata={"help": "SH: one pooling factor per head"})
+    sh_pooling: str = field(default="mean", metadata={"help": "SH: mean or max pooling"})
+    attention_window: int = field(default=16, metadata={"help": "sparse: keys on each side of a query"})
+    bn_mean_weight: float = field(default=1.0, metadata={"help": "BN: weight of the keys' mean subtracted"})
+    bn_use_std: bool = field(default=True, metadata={"help": "BN: divide by the keys' standard deviation"})
+
+    def config_kwargs(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass
@@ -89,6 +108,24 @@ def selection_arguments(args: TrainingArguments, validation: datasets.Dataset | 
     """Select the best epoch on the validation split when there is one; otherwise keep the final epoch."""
     args.load_best_model_at_end = validation is not None
     args.metric_for_best_model = "accuracy" if validation is not None else None
+
+
+def publish_run(trainer: Trainer, metrics: dict[str, Any], model_card: str, processor) -> None:
+    """On the main process: write the hub-ready folder, print where it is and the accuracy, and push it to the
+    Hub when the run was started with ``--push_to_hub`` (our folder and card, not `Trainer.push_to_hub`'s)."""
+    from .hub import HubPushError, push_from_trainer
+
+    if not trainer.is_world_process_zero():
+        return
+    output_dir = trainer.args.output_dir
+    save_hub_ready_folder(trainer, output_dir, metrics, model_card, processor)
+    print(summary_line(metrics, output_dir))
+    if trainer.args.push_to_hub:
+        try:
+            commit = push_from_trainer(trainer, output_dir)
+        except HubPushError as err:
+            sys.exit(f"Pushing to the Hub failed: {err}")
+        print(f"Pushed to {commit.commit_url}")
 
 
 def summary_line(metrics: dict[str, Any], output_dir: str | os.PathLike) -> str:

@@ -27,16 +27,16 @@ from transformers import AutoImageProcessor, HfArgumentParser, SchedulerType, Tr
 
 from hf_primaldual import PrimalDualViTConfig, PrimalDualViTForImageClassification
 from hf_primaldual.data.images import build_transforms, load_image_dataset
-from hf_primaldual.hub import EvaluationRow, HubPushError, push_from_trainer, render_model_card
+from hf_primaldual.hub import EvaluationRow, render_model_card
 from hf_primaldual.training import (
+    AttentionArguments,
     EpochTrainingArguments,
     EvaluationHistory,
     accuracy_metric,
-    save_hub_ready_folder,
+    publish_run,
     selection_arguments,
     set_default_output_dir,
     split_for_selection,
-    summary_line,
     train_and_test,
 )
 
@@ -51,7 +51,6 @@ class ModelArguments:
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "a ViT / DeiT / PrimalDualViT checkpoint to fine-tune (default: from scratch)"}
     )
-    attention_type: str = field(default="softmax", metadata={"help": "softmax, linear, sparse, bn, sh, bn_sh, ..."})
     image_size: int = 32
     patch_size: int = 4
     hidden_size: int = 192
@@ -59,11 +58,6 @@ class ModelArguments:
     num_attention_heads: int = 3
     intermediate_size: int = 384
     dropout: float = 0.0
-    head_scales: list[int] | None = field(default=None, metadata={"help": "SH: one factor per head"})
-    sh_pooling: str = "mean"
-    attention_window: int = 16
-    bn_mean_weight: float = 1.0
-    bn_use_std: bool = True
 
 
 @dataclass
@@ -105,10 +99,10 @@ def measure_normalisation(images) -> tuple[list[float], list[float]]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = HfArgumentParser((ModelArguments, DataArguments, ImageTrainingArguments))
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    parser = HfArgumentParser((AttentionArguments, ModelArguments, DataArguments, ImageTrainingArguments))
+    attention_args, model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     dataset_name = Path(data_args.dataset.rstrip("/")).stem
-    set_default_output_dir(training_args, f"image-{dataset_name}-{model_args.attention_type}")
+    set_default_output_dir(training_args, f"image-{dataset_name}-{attention_args.attention_type}")
     set_seed(training_args.seed)
 
     splits = load_image_dataset(data_args.dataset)
@@ -122,14 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
     selection_arguments(training_args, validation)
     class_names = train.features["label"].names
     labels = {"id2label": dict(enumerate(class_names)), "label2id": {n: i for i, n in enumerate(class_names)}}
-    attention = {
-        "attention_type": model_args.attention_type,
-        "head_scales": model_args.head_scales,
-        "sh_pooling": model_args.sh_pooling,
-        "attention_window": model_args.attention_window,
-        "bn_mean_weight": model_args.bn_mean_weight,
-        "bn_use_std": model_args.bn_use_std,
-    }
+    attention = attention_args.config_kwargs()
 
     if model_args.model_name_or_path:
         model = PrimalDualViTForImageClassification.from_pretrained(
@@ -177,45 +164,41 @@ def main(argv: list[str] | None = None) -> dict:
         compute_metrics=accuracy_metric(),
         callbacks=[history],
     )
-    metrics = {"dataset": dataset_name, "attention_type": model.config.attention_type, **train_and_test(trainer, history, test)}
+    metrics = {
+        "dataset": dataset_name,
+        "attention_type": model.config.attention_type,
+        **train_and_test(trainer, history, test),
+    }
 
-    if trainer.is_world_process_zero():
-        is_cifar = "cifar" in dataset_name.lower()
-        card = render_model_card(
-            "primaldual-vit",
-            model_name=Path(training_args.output_dir).name,
-            config=model.config,
-            dataset_name=dataset_name,
-            dataset_description=(
-                f"{dataset_name}: {len(train)} training and {len(test)} test images, {len(class_names)} classes, "
-                f"resized to {model.config.image_size} px; random crops (padding {data_args.random_crop_padding})"
-                f"{' and horizontal flips' if data_args.horizontal_flip else ''} for training."
-                + (f" {JPEG_NOTE}" if is_cifar else "")
-            ),
-            hyperparameters={
-                **{k: v for k, v in asdict(model_args).items() if v is not None},
-                "optimizer": "AdamW",
-                "learning_rate": training_args.learning_rate,
-                "weight_decay": training_args.weight_decay,
-                "lr_scheduler": str(training_args.lr_scheduler_type),
-                "batch_size": training_args.per_device_train_batch_size * training_args.world_size,
-                "epochs": training_args.num_train_epochs,
-                "seed": training_args.seed,
-            },
-            results=[EvaluationRow("test", "accuracy", round(metrics["test_accuracy_final"], 4))],
-            task_type="image-classification",
-            protocol_note=f"Model selection: {metrics['selection']}.",
-            limitations=JPEG_NOTE if is_cifar else "",
-            base_model=model_args.model_name_or_path,
-        )
-        save_hub_ready_folder(trainer, training_args.output_dir, metrics, str(card), image_processor)
-        print(summary_line(metrics, training_args.output_dir))
-        if training_args.push_to_hub:  # our folder and card, not Trainer.push_to_hub's
-            try:
-                commit = push_from_trainer(trainer, training_args.output_dir)
-            except HubPushError as err:
-                sys.exit(f"Pushing to the Hub failed: {err}")
-            print(f"Pushed to {commit.commit_url}")
+    is_cifar = "cifar" in dataset_name.lower()
+    card = render_model_card(
+        "primaldual-vit",
+        model_name=Path(training_args.output_dir).name,
+        config=model.config,
+        dataset_name=dataset_name,
+        dataset_description=(
+            f"{dataset_name}: {len(train)} training and {len(test)} test images, {len(class_names)} classes, "
+            f"resized to {model.config.image_size} px; random crops (padding {data_args.random_crop_padding})"
+            f"{' and horizontal flips' if data_args.horizontal_flip else ''} for training."
+            + (f" {JPEG_NOTE}" if is_cifar else "")
+        ),
+        hyperparameters={
+            **{k: v for k, v in {**asdict(attention_args), **asdict(model_args)}.items() if v is not None},
+            "optimizer": "AdamW",
+            "learning_rate": training_args.learning_rate,
+            "weight_decay": training_args.weight_decay,
+            "lr_scheduler": str(training_args.lr_scheduler_type),
+            "batch_size": training_args.per_device_train_batch_size * training_args.world_size,
+            "epochs": training_args.num_train_epochs,
+            "seed": training_args.seed,
+        },
+        results=[EvaluationRow("test", "accuracy", round(metrics["test_accuracy_final"], 4))],
+        task_type="image-classification",
+        protocol_note=f"Model selection: {metrics['selection']}.",
+        limitations=JPEG_NOTE if is_cifar else "",
+        base_model=model_args.model_name_or_path,
+    )
+    publish_run(trainer, metrics, str(card), image_processor)
     return metrics
 
 

@@ -33,23 +33,27 @@ from hf_primaldual.feature_extraction_primaldual_timeseries import (
     DataCollatorForTimeSeriesClassification,
     PrimalDualTimeSeriesFeatureExtractor,
 )
-from hf_primaldual.hub import EvaluationRow, HubPushError, push_from_trainer, render_model_card
+from hf_primaldual.hub import EvaluationRow, render_model_card
 from hf_primaldual.training import (
+    AttentionArguments,
     EpochTrainingArguments,
     EvaluationHistory,
     accuracy_metric,
-    save_hub_ready_folder,
+    publish_run,
     selection_arguments,
     set_default_output_dir,
     split_for_selection,
-    summary_line,
     train_and_test,
 )
 
 
 @dataclass
+class TimeSeriesAttentionArguments(AttentionArguments):
+    attention_type: str = field(default="bn", metadata={"help": "the attention (default: Attention-BN)"})
+
+
+@dataclass
 class ModelArguments:
-    attention_type: str = field(default="bn", metadata={"help": "softmax, linear, sparse, bn, sh, bn_sh, linear_bn, ..."})
     hidden_size: int = field(default=64, metadata={"help": "d_model"})
     num_hidden_layers: int = 3
     num_attention_heads: int = 8
@@ -57,11 +61,6 @@ class ModelArguments:
     dropout: float = field(default=0.1, metadata={"help": "hidden and attention dropout"})
     pooling: str = field(default="flatten", metadata={"help": "flatten (mvts-transformer), mean or cls"})
     norm_type: str = field(default="batch", metadata={"help": "batch (mvts-transformer) or layer"})
-    head_scales: list[int] | None = field(default=None, metadata={"help": "SH: one factor per head"})
-    sh_pooling: str = "mean"
-    attention_window: int = 16
-    bn_mean_weight: float = 1.0
-    bn_use_std: bool = True
 
 
 @dataclass
@@ -87,9 +86,9 @@ class TimeSeriesTrainingArguments(EpochTrainingArguments):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = HfArgumentParser((ModelArguments, DataArguments, TimeSeriesTrainingArguments))
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    set_default_output_dir(training_args, f"timeseries-{data_args.dataset}-{model_args.attention_type}")
+    parser = HfArgumentParser((TimeSeriesAttentionArguments, ModelArguments, DataArguments, TimeSeriesTrainingArguments))
+    attention_args, model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    set_default_output_dir(training_args, f"timeseries-{data_args.dataset}-{attention_args.attention_type}")
     set_seed(training_args.seed)
 
     if data_args.train_path or data_args.test_path:
@@ -115,12 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
         attention_probs_dropout_prob=model_args.dropout,
         pooling=model_args.pooling,
         norm_type=model_args.norm_type,
-        attention_type=model_args.attention_type,
-        head_scales=model_args.head_scales,
-        sh_pooling=model_args.sh_pooling,
-        attention_window=model_args.attention_window,
-        bn_mean_weight=model_args.bn_mean_weight,
-        bn_use_std=model_args.bn_use_std,
+        **attention_args.config_kwargs(),
         id2label=dict(enumerate(class_names)),
         label2id={name: i for i, name in enumerate(class_names)},
     )
@@ -147,37 +141,29 @@ def main(argv: list[str] | None = None) -> dict:
         **train_and_test(trainer, history, test),
     }
 
-    if trainer.is_world_process_zero():
-        card = render_model_card(
-            "primaldual-timeseries",
-            model_name=Path(training_args.output_dir).name,
-            config=config,
-            dataset_name=metrics["dataset"],
-            dataset_description=(
-                f"UEA multivariate time-series archive (Bagnall et al. 2018), problem {metrics['dataset']}: "
-                f"{len(train)} training and {len(test)} test series, {num_channels} channels, up to {max_length} "
-                f"time steps, {len(class_names)} classes. Channels standardised with training-split statistics."
-            ),
-            hyperparameters={
-                **{k: v for k, v in asdict(model_args).items() if v is not None},
-                "optimizer": "RAdam",
-                "learning_rate": training_args.learning_rate,
-                "batch_size": training_args.per_device_train_batch_size * training_args.world_size,
-                "epochs": training_args.num_train_epochs,
-                "seed": training_args.seed,
-            },
-            results=[EvaluationRow("test", "accuracy", round(metrics["test_accuracy_final"], 4))],
-            task_type="time-series-classification",
-            protocol_note=f"Model selection: {metrics['selection']}.",
-        )
-        save_hub_ready_folder(trainer, training_args.output_dir, metrics, str(card), feature_extractor)
-        print(summary_line(metrics, training_args.output_dir))
-        if training_args.push_to_hub:  # our folder and card, not Trainer.push_to_hub's
-            try:
-                commit = push_from_trainer(trainer, training_args.output_dir)
-            except HubPushError as err:
-                sys.exit(f"Pushing to the Hub failed: {err}")
-            print(f"Pushed to {commit.commit_url}")
+    card = render_model_card(
+        "primaldual-timeseries",
+        model_name=Path(training_args.output_dir).name,
+        config=config,
+        dataset_name=metrics["dataset"],
+        dataset_description=(
+            f"UEA multivariate time-series archive (Bagnall et al. 2018), problem {metrics['dataset']}: "
+            f"{len(train)} training and {len(test)} test series, {num_channels} channels, up to {max_length} "
+            f"time steps, {len(class_names)} classes. Channels standardised with training-split statistics."
+        ),
+        hyperparameters={
+            **{k: v for k, v in {**asdict(attention_args), **asdict(model_args)}.items() if v is not None},
+            "optimizer": "RAdam",
+            "learning_rate": training_args.learning_rate,
+            "batch_size": training_args.per_device_train_batch_size * training_args.world_size,
+            "epochs": training_args.num_train_epochs,
+            "seed": training_args.seed,
+        },
+        results=[EvaluationRow("test", "accuracy", round(metrics["test_accuracy_final"], 4))],
+        task_type="time-series-classification",
+        protocol_note=f"Model selection: {metrics['selection']}.",
+    )
+    publish_run(trainer, metrics, str(card), feature_extractor)
     return metrics
 
 
