@@ -275,6 +275,20 @@ def local_window_attention(
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _key_statistics(
+    key: torch.Tensor, key_mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The keys' ``(var, mean)`` per example, head and feature over the real keys, ``(B, H, 1, D)``, in >= float32."""
+    keys = key.to(torch.promote_types(key.dtype, torch.float32))
+    if key_mask is None:
+        return torch.var_mean(keys, dim=-2, unbiased=False, keepdim=True)
+    weights = key_mask[:, None, :, None].to(keys.dtype)
+    count = weights.sum(dim=-2, keepdim=True).clamp_min(1.0)
+    mean = (keys * weights).sum(dim=-2, keepdim=True) / count
+    var = ((keys - mean).square() * weights).sum(dim=-2, keepdim=True) / count
+    return var, mean
+
+
 def batch_normalize_queries_keys(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -291,14 +305,7 @@ def batch_normalize_queries_keys(
     Args:
         query: ``(B, H, N_q, D)``; key: ``(B, H, N_k, D)``; key_mask: boolean ``(B, N_k)``.
     """
-    keys = key.to(torch.promote_types(key.dtype, torch.float32))
-    if key_mask is None:
-        var, mean = torch.var_mean(keys, dim=-2, unbiased=False, keepdim=True)
-    else:
-        weights = key_mask[:, None, :, None].to(keys.dtype)
-        count = weights.sum(dim=-2, keepdim=True).clamp_min(1.0)
-        mean = (keys * weights).sum(dim=-2, keepdim=True) / count
-        var = ((keys - mean).square() * weights).sum(dim=-2, keepdim=True) / count
+    var, mean = _key_statistics(key, key_mask)
     shift = (mean_weight * mean).to(key.dtype)
     query, key = query - shift, key - shift
     if use_std:
@@ -307,46 +314,168 @@ def batch_normalize_queries_keys(
     return query, key
 
 
-def pool_keys_values(
+class _DotProductBatchNorm(torch.autograd.Function):
+    """``((q - beta mu) * s^2, k - beta mu)`` with every key real, its backward pass written out.
+
+    Autograd's graph of the same formula makes about twice as many passes over ``q`` and ``k`` (a separate
+    reduction for each broadcast operand, ``var_mean``'s own backward); this one makes one pass per term below.
+    With ``n`` keys, ``g_q' = dL/dq'``, ``g_k' = dL/dk'``, ``c = k - mu``:
+
+        dL/dq = g_q' s^2
+        dL/dk = g_k' - beta (sum_i dL/dq_i + sum_j g_k'_j) / n - (2 / n) s^4 (sum_i g_q'_i (q_i - beta mu)) c
+    """
+
+    @staticmethod
+    def forward(ctx, query, key, eps, mean_weight, use_std):
+        mean = key.mean(dim=-2, keepdim=True)
+        centred = key - mean
+        shift = mean * mean_weight
+        key_out = centred if mean_weight == 1 else key - shift
+        query_out = query - shift
+        inv_var = None
+        if use_std:
+            inv_var = torch.reciprocal(centred.square().mean(dim=-2, keepdim=True).add_(eps))
+            query_out.mul_(inv_var)
+        ctx.mean_weight, ctx.use_std = mean_weight, use_std
+        ctx.save_for_backward(query_out, centred, inv_var)
+        return query_out, key_out
+
+    @staticmethod
+    def backward(ctx, grad_query_out, grad_key_out):
+        query_out, centred, inv_var = ctx.saved_tensors
+        length = centred.shape[-2]
+        if grad_query_out is None:
+            grad_query_out = torch.zeros_like(query_out)
+        if grad_key_out is None:
+            grad_key_out = torch.zeros_like(centred)
+        grad_query = grad_query_out * inv_var if ctx.use_std else grad_query_out
+        grad_mean = (grad_query.sum(dim=-2, keepdim=True) + grad_key_out.sum(dim=-2, keepdim=True)).mul_(
+            -ctx.mean_weight / length
+        )
+        grad_key = grad_key_out + grad_mean
+        if ctx.use_std:
+            # sum_i g_q'_i (q_i - beta mu) = sum_i g_q'_i q'_i / s^2, so d/dvar = -s^4 * that = -s^2 sum_i g_q'_i q'_i
+            grad_var = (grad_query_out * query_out).sum(dim=-2, keepdim=True).mul_(inv_var).mul_(-2.0 / length)
+            grad_key = grad_key.addcmul_(centred, grad_var)
+        return grad_query, grad_key, None, None, None
+
+
+def _batch_normalize_for_dot_product(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    key_mask: torch.Tensor | None,
+    eps: float,
+    mean_weight: float,
+    use_std: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention-BN where only the dot products ``q_i^T k_j`` matter (the softmax kernel): the same scores as
+    :func:`batch_normalize_queries_keys` with fewer passes over ``q`` and ``k``.
+
+    ``((q - beta mu) * s)^T ((k - beta mu) * s) = ((q - beta mu) * s^2)^T (k - beta mu)``, so the whole scale goes on
+    the queries. The keys stay centred, so the scores are as well conditioned as with the scale on both sides.
+    """
+    if key_mask is None and query.dtype in (torch.float32, torch.float64) and key.dtype == query.dtype:
+        return _DotProductBatchNorm.apply(query, key, eps, float(mean_weight), use_std)
+    var, mean = _key_statistics(key, key_mask)
+    if mean_weight != 0:
+        shift = (mean_weight * mean).to(key.dtype)
+        query, key = query - shift, key - shift
+    if use_std:
+        query = query * torch.reciprocal(var + eps).to(key.dtype)
+    return query, key
+
+
+def _slot_of_token(length: int, scale: int, layout: TokenLayout, device: torch.device) -> torch.Tensor:
+    """The ``(N,)`` index of the pooled slot each token goes into (prefix tokens keep their own slots)."""
+    prefix = layout.num_prefix_tokens
+    if layout.grid is None:
+        token_slot = torch.arange(length - prefix, device=device) // scale
+    else:
+        height, width = layout.grid
+        slots_w = math.ceil(width / scale)
+        rows = torch.arange(height, device=device) // scale
+        cols = torch.arange(width, device=device) // scale
+        token_slot = (rows[:, None] * slots_w + cols[None, :]).flatten()
+    return torch.cat([torch.arange(prefix, device=device), prefix + token_slot])
+
+
+def _pool_every_key_real(
+    x: torch.Tensor, scale: int, layout: TokenLayout, mode: Literal["mean", "max"]
+) -> torch.Tensor | None:
+    """Pooling of ``(B, H, N, D)`` keys or values when every key is real, without gathering the windows: a strided
+    reduction over the whole windows of a sequence, ``avg_pool2d`` in ceil mode (whose partial windows average the
+    members they have) on a grid. None where the general path is needed (max-pooling a partial grid).
+    """
+    prefix = layout.num_prefix_tokens
+    # split, not two slices: its backward gathers the two gradients with one cat instead of two zero-filled copies
+    # (and no split at all where one part would be empty: its backward would copy the whole gradient)
+    head, body = x.split([prefix, x.shape[-2] - prefix], dim=-2) if prefix else (None, x)
+    if mode == "mean":
+        # sum, then divide the (small) result in place: the same numbers as mean, and its backward materialises the
+        # window-broadcast gradient once instead of twice (mean's backward divides the expanded gradient first)
+        def reduce(windows: torch.Tensor, dim: int, keepdim: bool = False) -> torch.Tensor:
+            return windows.sum(dim=dim, keepdim=keepdim).div_(windows.shape[dim])
+    else:
+        reduce = torch.amax
+    if layout.grid is None:
+        length = body.shape[-2]
+        whole = length // scale * scale
+        windows, tail = body.split([whole, length - whole], dim=-2) if 0 < whole < length else (body, body)
+        parts = [head] if prefix else []
+        if whole:
+            parts.append(reduce(windows.unflatten(-2, (whole // scale, scale)), dim=-2))
+        if whole < length:
+            parts.append(reduce(tail, dim=-2, keepdim=True))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-2)
+
+    height, width = layout.grid
+    if mode == "mean":
+        # (B, H, h*w, D) -> (B, H*D, h, w): a channels-last view of the (B, N, H, D) layout the projections produce,
+        # for avg_pool2d's channels-last kernel (about twice as fast as a strided mean over the windows' two axes).
+        batch, heads, _, dim = body.shape
+        grid = body.unflatten(-2, (height, width)).permute(0, 1, 4, 2, 3).reshape(batch, heads * dim, height, width)
+        pooled = F.avg_pool2d(grid, scale, scale, ceil_mode=True)
+        pooled = pooled.reshape(batch, heads, dim, -1).transpose(-1, -2)
+    elif height % scale == 0 and width % scale == 0:
+        windows = body.unflatten(-2, (height // scale, scale, width // scale, scale))  # (B, H, sh, s, sw, s, D)
+        pooled = windows.amax(dim=(-4, -2)).flatten(-3, -2)
+    else:
+        return None
+    return torch.cat([head, pooled], dim=-2) if prefix else pooled
+
+
+def _pool(
     key: torch.Tensor,
     value: torch.Tensor,
     key_mask: torch.Tensor | None,
     scale: int,
     layout: TokenLayout,
-    mode: Literal["mean", "max"] = "mean",
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """Attention-SH's downsampling of keys and values by ``scale`` along the sequence (or the 2-D grid).
-
-    A pooled key is the mean (or max) of its real members only; a pooled slot with no real member is masked.
-    Prefix tokens are kept as they are, in front. Partial windows at the end of the sequence or grid are pooled
-    over the members they have.
-
-    Args:
-        key, value: ``(B, H, N, D)``; key_mask: boolean ``(B, N)`` or None (all real).
-
-    Returns:
-        ``(key, value, key_mask, slot_of_token)``: pooled ``(B, H, M, D)`` keys and values, their ``(B, M)`` mask
-        (None when every slot is real), and the ``(N,)`` index of the slot each original token went into.
-    """
+    mode: Literal["mean", "max"],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """:func:`pool_keys_values` without ``slot_of_token``."""
     prefix = layout.num_prefix_tokens
     length = key.shape[-2]
     device = key.device
     body_length = length - prefix
+    if layout.grid is not None and layout.grid[0] * layout.grid[1] != body_length:
+        height, width = layout.grid
+        raise ValueError(f"A {height}x{width} grid does not hold the {body_length} non-prefix tokens.")
 
-    # Slot index of each body token, and the zero-padding that makes every window full.
+    if key_mask is None:
+        pooled_key = _pool_every_key_real(key, scale, layout, mode)
+        if pooled_key is not None:
+            return pooled_key, _pool_every_key_real(value, scale, layout, mode), None
+
+    # The number of slots, and the zero-padding that makes every window full. (Every name the closures below
+    # read is bound on both branches: torch.compile cannot read an unbound closure cell and breaks the graph.)
+    height = width = slots_h = slots_w = 0
     if layout.grid is None:
         num_slots = math.ceil(body_length / scale)
-        token_slot = torch.arange(body_length, device=device) // scale
         pad = num_slots * scale - body_length
     else:
         height, width = layout.grid
-        if height * width != body_length:
-            raise ValueError(f"A {height}x{width} grid does not hold the {body_length} non-prefix tokens.")
         slots_h, slots_w = math.ceil(height / scale), math.ceil(width / scale)
         num_slots = slots_h * slots_w
-        rows = torch.arange(height, device=device) // scale
-        cols = torch.arange(width, device=device) // scale
-        token_slot = (rows[:, None] * slots_w + cols[None, :]).flatten()
         pad = (slots_h * scale - height, slots_w * scale - width)
 
     def windows(x: torch.Tensor) -> torch.Tensor:
@@ -386,8 +515,33 @@ def pool_keys_values(
     if counts is not None and body_mask is not None:
         slot_is_real = counts[:, 0, :, 0] > 0  # (B, M)
         pooled_mask = torch.cat([key_mask[:, :prefix], slot_is_real], dim=-1)
-    slot_of_token = torch.cat([torch.arange(prefix, device=device), prefix + token_slot])
-    return pool(key), pool(value), pooled_mask, slot_of_token
+    return pool(key), pool(value), pooled_mask
+
+
+def pool_keys_values(
+    key: torch.Tensor,
+    value: torch.Tensor,
+    key_mask: torch.Tensor | None,
+    scale: int,
+    layout: TokenLayout,
+    mode: Literal["mean", "max"] = "mean",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Attention-SH's downsampling of keys and values by ``scale`` along the sequence (or the 2-D grid).
+
+    A pooled key is the mean (or max) of its real members only; a pooled slot with no real member is masked.
+    Prefix tokens are kept as they are, in front. Partial windows at the end of the sequence or grid are pooled
+    over the members they have.
+
+    Args:
+        key, value: ``(B, H, N, D)``; key_mask: boolean ``(B, N)`` or None (all real).
+
+    Returns:
+        ``(key, value, key_mask, slot_of_token)``: pooled ``(B, H, M, D)`` keys and values, their ``(B, M)`` mask
+        (None when every slot is real), and the ``(N,)`` index of the slot each original token went into.
+    """
+    length = key.shape[-2]
+    key, value, pooled_mask = _pool(key, value, key_mask, scale, layout, mode)
+    return key, value, pooled_mask, _slot_of_token(length, scale, layout, key.device)
 
 
 def _unpool_weights(
@@ -445,37 +599,63 @@ def primal_dual_attention(
             query, key, value, options.attention_window, key_mask, dropout_p, need_weights
         )
 
-    outputs, weights, heads_in_order = [], [], []
-    for scale, heads in options.head_groups():
-        q, k, v, mask = query, key, value, key_mask
-        if len(heads) != query.shape[1]:
-            # Heads sharing a scale are contiguous in the default layout: a slice is a view, not a copy.
-            index = slice(heads[0], heads[-1] + 1) if heads == list(range(heads[0], heads[-1] + 1)) else heads
-            q, k, v = query[:, index], key[:, index], value[:, index]
+    def attend(q, k, v, scale):
+        mask = key_mask
         if scale > 1:
-            k, v, mask, slot_of_token = pool_keys_values(k, v, key_mask, scale, layout, options.sh_pooling)
-        if spec.batch_norm:
-            q, k = batch_normalize_queries_keys(
-                q, k, mask, options.bn_eps, options.bn_mean_weight, options.bn_use_std
-            )
+            k, v, mask = _pool(k, v, key_mask, scale, layout, options.sh_pooling)
         if spec.kernel == "softmax":
+            if spec.batch_norm:
+                q, k = _batch_normalize_for_dot_product(
+                    q, k, mask, options.bn_eps, options.bn_mean_weight, options.bn_use_std
+                )
             out, w = softmax_kernel_attention(q, k, v, _key_mask_4d(mask), dropout_p, need_weights)
         else:
+            if spec.batch_norm:
+                q, k = batch_normalize_queries_keys(
+                    q, k, mask, options.bn_eps, options.bn_mean_weight, options.bn_use_std
+                )
             out, w = linear_kernel_attention(q, k, v, mask, need_weights)
         if w is not None and scale > 1:
-            w = _unpool_weights(w, slot_of_token, key_mask)
+            w = _unpool_weights(w, _slot_of_token(query.shape[-2], scale, layout, query.device), key_mask)
+        return out, w
+
+    num_heads = query.shape[1]
+    groups = options.head_groups()
+    if not spec.scaled_heads or (len(groups) == 1 and len(groups[0][1]) == num_heads):
+        return attend(query, key, value, groups[0][0])
+
+    in_head_order = sorted(groups, key=lambda group: group[1][0])
+    if [head for _, heads in in_head_order for head in heads] == list(range(num_heads)):
+        # Each scale's heads are a consecutive range (the default layout): split the heads on the (B, N, H, D)
+        # view the projections produce, so that the backward pass gathers the gradients of q, k and v with one
+        # cat each, in that layout, and the outputs are written side by side in it too (the caller's
+        # transpose(1, 2).reshape(B, N, H * D) is then a view).
+        sizes = [len(heads) for _, heads in in_head_order]
+
+        def split(x: torch.Tensor) -> list[torch.Tensor]:
+            return [part.transpose(1, 2) for part in x.transpose(1, 2).split(sizes, dim=2)]
+
+        results = [
+            attend(q, k, v, scale)
+            for (scale, _), q, k, v in zip(in_head_order, split(query), split(key), split(value))
+        ]
+        output = torch.cat([out.transpose(1, 2) for out, _ in results], dim=2).transpose(1, 2)
+        weight = torch.cat([w for _, w in results], dim=1) if need_weights else None
+        return output, weight
+
+    heads_in_order = [head for _, heads in groups for head in heads]
+    outputs, weights = [], []
+    for scale, heads in groups:
+        # Heads sharing a scale are contiguous in the default layout: a slice is a view, not a copy.
+        index = slice(heads[0], heads[-1] + 1) if heads == list(range(heads[0], heads[-1] + 1)) else heads
+        out, w = attend(query[:, index], key[:, index], value[:, index], scale)
         outputs.append(out)
         weights.append(w)
-        heads_in_order.extend(heads)
-
-    if len(outputs) == 1:
-        return outputs[0], weights[0]
     output = torch.cat(outputs, dim=1)
     weight = torch.cat(weights, dim=1) if need_weights else None
-    if heads_in_order != sorted(heads_in_order):
-        order = torch.tensor(heads_in_order, device=query.device).argsort()
-        output = output[:, order]
-        weight = weight[:, order] if weight is not None else None
+    order = torch.tensor(heads_in_order, device=query.device).argsort()
+    output = output[:, order]
+    weight = weight[:, order] if weight is not None else None
     return output, weight
 
 
