@@ -168,14 +168,18 @@ def accuracy_metric() -> Callable[[EvalPrediction], dict[str, float]]:
 
 
 class EvaluationHistory(TrainerCallback):
-    """Records every evaluation the Trainer runs (one per epoch with `eval_strategy="epoch"`)."""
+    """Every evaluation of a run (one per epoch with `eval_strategy="epoch"`), those before a resume included.
+
+    The Trainer restores ``state.log_history`` from the checkpoint it resumes from, so the history is read from
+    there rather than collected by this process: the best epoch of a run resumed across sessions is the best of
+    all its epochs.
+    """
 
     def __init__(self) -> None:
         self.records: list[dict[str, float]] = []
 
     def on_evaluate(self, args, state, control, metrics: dict[str, float] | None = None, **kwargs) -> None:
-        if metrics:
-            self.records.append({"epoch": state.epoch, **metrics})
+        self.records = [entry for entry in state.log_history if any(key.startswith("eval_") for key in entry)]
 
     def best(self, key: str) -> dict[str, float] | None:
         scored = [record for record in self.records if key in record]

@@ -9,8 +9,9 @@ evaluated after every epoch; both the final-epoch and the best-epoch test accura
 every hyperparameter is the protocol's default, fixed before any run, and the SH head scales are fixed once for
 all sets to (1, 1, 1, 2, 2, 2, 4, 4) (the package's default for 8 heads). No choice looks at test accuracy.
 
-Each finished run is appended to a JSON-lines results file; a run already in it is skipped, so the script resumes
-where it stopped (run it in the background, across sessions):
+Each finished run is appended to a JSON-lines results file; a run already in it is skipped, and a run cut short
+goes on from its last epoch's checkpoint, so the script resumes where it stopped (run it in the background, across
+sessions):
 
     nohup python scripts/reproduce_uea.py > uea.log 2>&1 &
     python scripts/reproduce_uea.py --render_only          # the table and plot from the runs so far
@@ -29,8 +30,9 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
+
+from transformers.trainer_utils import get_last_checkpoint
 
 from hf_primaldual.analysis import PUBLISHED_SOFTMAX_UEA, render_accuracy_table
 
@@ -52,21 +54,28 @@ def read_runs(path: Path) -> list[dict]:
 
 
 def train_once(dataset: str, attention_type: str, seed: int, args: argparse.Namespace) -> dict:
-    """One protocol run in a fresh process; returns its `training_metrics.json`."""
-    output = Path(tempfile.mkdtemp(prefix=f"uea-{dataset}-{attention_type}-{seed}-"))
+    """One protocol run in a fresh process; returns its `training_metrics.json`.
+
+    The run checkpoints every epoch into ``args.work_dir`` and, started again after an interruption, resumes from
+    its last checkpoint: a run longer than a session (SelfRegulationSCP2 on a CPU) finishes across sessions.
+    """
+    output = args.work_dir / f"{dataset}-{attention_type}-seed{seed}-{args.epochs}ep"
     command = [
         sys.executable, str(REPO / "scripts" / "train_timeseries.py"),
         "--dataset", dataset, "--data_dir", str(args.data_dir), "--attention_type", attention_type,
         "--seed", str(seed), "--output_dir", str(output), "--num_train_epochs", str(args.epochs),
-        "--save_strategy", "no", "--disable_tqdm", "True", *args.extra,
+        "--save_strategy", "epoch", "--save_total_limit", "1", "--disable_tqdm", "True", *args.extra,
     ]
     if attention_type.endswith("sh"):
         command += ["--head_scales", *map(str, SH_SCALES)]
-    try:
-        subprocess.run(command, check=True, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-        return json.loads((output / "training_metrics.json").read_text())
-    finally:
-        shutil.rmtree(output, ignore_errors=True)
+    checkpoint = get_last_checkpoint(str(output)) if output.is_dir() else None
+    if checkpoint:
+        print(f"resuming from {checkpoint}", flush=True)
+        command += ["--resume_from_checkpoint", checkpoint]
+    subprocess.run(command, check=True, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    metrics = json.loads((output / "training_metrics.json").read_text())
+    shutil.rmtree(output, ignore_errors=True)
+    return metrics
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -78,6 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--results", type=Path, default=REPO / "docs" / "results" / "uea_runs.jsonl")
     parser.add_argument("--report_dir", type=Path, default=REPO / "docs" / "results")
+    parser.add_argument("--work_dir", type=Path, default=REPO / "outputs" / "reproduce_uea",
+                        help="per-run checkpoints, kept until the run is recorded, so an interrupted run resumes")
     parser.add_argument("--render_only", action="store_true", help="only render the table and plot")
     parser.add_argument("extra", nargs="*", help="after --: further arguments for train_timeseries.py")
     args = parser.parse_args(argv)

@@ -55,7 +55,7 @@ def test_pairwise_head_distance_matches_the_formula():
 def test_reproduce_uea_smoke_resumes_and_renders(tmp_path):
     args = ["--data_dir", str(REPO / "hf_primaldual" / "resources"), "--datasets", "JapaneseVowels",
             "--types", "bn_sh", "--seeds", "0", "--epochs", "1", "--results", str(tmp_path / "runs.jsonl"),
-            "--report_dir", str(tmp_path), "--", *TINY_TIMESERIES]
+            "--report_dir", str(tmp_path), "--work_dir", str(tmp_path / "work"), "--", *TINY_TIMESERIES]
     run("reproduce_uea.py", *args)
     runs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     assert [(r["dataset"], r["attention_type"]) for r in runs] == [("JapaneseVowels", "bn_sh")]
@@ -65,6 +65,23 @@ def test_reproduce_uea_smoke_resumes_and_renders(tmp_path):
     table = (tmp_path / "uea_table.md").read_text()
     assert "| JapaneseVowels | 98.7 |" in table and "average over 1 complete sets" in table
     assert (tmp_path / "uea_accuracy.png").stat().st_size > 5_000
+    assert not any((tmp_path / "work").iterdir())  # a recorded run's checkpoints are removed
+
+
+def test_reproduce_uea_goes_on_from_an_interrupted_run(tmp_path):
+    """A run cut short after its first epoch (here: its first epoch run by hand into the run's folder) is resumed
+    from that checkpoint, and its best epoch is taken over both epochs."""
+    data_dir = str(REPO / "hf_primaldual" / "resources")
+    interrupted = tmp_path / "work" / "JapaneseVowels-softmax-seed0-2ep"
+    run("train_timeseries.py", "--data_dir", data_dir, "--output_dir", str(interrupted), "--num_train_epochs", "1",
+        "--save_strategy", "epoch", *TINY_TIMESERIES)
+    assert (interrupted / "checkpoint-17").is_dir()
+    output = run("reproduce_uea.py", "--data_dir", data_dir, "--datasets", "JapaneseVowels", "--types", "softmax",
+                 "--seeds", "0", "--epochs", "2", "--results", str(tmp_path / "runs.jsonl"), "--report_dir",
+                 str(tmp_path), "--work_dir", str(tmp_path / "work"), "--", *TINY_TIMESERIES)
+    assert "resuming from" in output and "checkpoint-17" in output
+    record = json.loads((tmp_path / "runs.jsonl").read_text())
+    assert record["epochs"] == 2 and 0 < record["test_accuracy_best_epoch"] <= 1
 
 
 def test_reproduce_images_smoke_with_conversion(tmp_path):

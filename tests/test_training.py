@@ -66,7 +66,11 @@ def test_resume_goes_on_from_the_last_checkpoint(tmp_path):
     assert steps_per_epoch == 17  # 270 series, batch 16
     run_script("train_timeseries.py", *common, "--num_train_epochs", "2", "--resume_from_checkpoint", "last")
     metrics = json.loads((output / "training_metrics.json").read_text())
-    assert [record["epoch"] for record in metrics["eval_history"]] == [2.0]  # only the resumed epoch ran
+    # The history and the best epoch cover the epoch before the resume too, which this process did not run.
+    assert [record["epoch"] for record in metrics["eval_history"]] == [1.0, 2.0]
+    first = json.loads((output / "checkpoint-17" / "trainer_state.json").read_text())["log_history"]
+    assert metrics["eval_history"][0]["eval_accuracy"] == next(e["eval_accuracy"] for e in first if "eval_accuracy" in e)
+    assert metrics["test_accuracy_best_epoch"] == max(r["eval_accuracy"] for r in metrics["eval_history"])
     assert (output / "checkpoint-34").is_dir()
 
 
