@@ -11,8 +11,10 @@ from hf_primaldual.attention import (
     ATTENTION_TYPES,
     AttentionOptions,
     TokenLayout,
+    attention_dropout_keep_mask,
     parse_attention_type,
     primal_dual_attention,
+    softmax_attention_with_dropout,
 )
 from reference_attention import reference_attention, reference_probabilities
 
@@ -193,3 +195,62 @@ def test_fully_padded_query_windows_stay_finite():
     key_mask = padding_mask(1, 40, [3])
     output, _ = primal_dual_attention(q, k, v, options_for("sparse"), key_mask)
     assert torch.isfinite(output).all()
+
+
+# --- attention dropout ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["dense", "padded"])
+def test_attention_dropout_matches_the_formula_with_the_same_mask(padded):
+    """((softmax(QK^T / sqrt(D)) * keep) / (1 - p)) V, and its gradients, written out with autograd in float64;
+    one query has every key dropped (its output must be 0)."""
+    q, k, v = (x.requires_grad_() for x in random_qkv(length=13, dtype=torch.float64, seed=3))
+    mask = padding_mask(2, 13, [13, 9])[:, None, None, :] if padded else None
+    keep = torch.rand(2, 4, 13, 13, generator=torch.Generator().manual_seed(0)) >= 0.3
+    keep[0, 1, 4] = False
+    scores = q @ k.transpose(-1, -2) / 8**0.5
+    if padded:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    expected = (scores.softmax(-1) * keep / 0.7) @ v
+    actual = softmax_attention_with_dropout(q, k, v, mask, keep, 0.3)
+    torch.testing.assert_close(actual, expected, atol=1e-12, rtol=1e-10)
+    assert torch.all(actual[0, 1, 4] == 0)
+    weights = torch.randn_like(expected)
+    for got, want in zip(torch.autograd.grad((actual * weights).sum(), (q, k, v)),
+                         torch.autograd.grad((expected * weights).sum(), (q, k, v))):
+        torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-10)
+
+
+def test_attention_dropout_mask_drops_with_probability_p_at_every_position():
+    keep, p = attention_dropout_keep_mask((3, 100_000), 0.1)
+    assert p == round(0.1 * 65536) / 65536 and keep.shape == (3, 100_000)
+    dropped = (~keep).double().view(-1, 3).mean(0)  # each of the 3 lanes a 64-bit draw is cut into, separately
+    sigma = (p * (1 - p) / 100_000) ** 0.5
+    assert torch.all((dropped - p).abs() < 5 * sigma), dropped
+    other, _ = attention_dropout_keep_mask((3, 100_000), 0.1)
+    assert (keep != other).double().mean() > 0.15  # fresh draws each call
+
+
+@pytest.mark.parametrize("attention_type", ["softmax", "bn", "sh", "bn_sh", "sparse"])
+def test_training_attention_dropout_is_unbiased(attention_type):
+    """Averaged over many dropout masks, training-mode attention equals the attention without dropout."""
+    q, k, v = random_qkv(batch=1, length=12)
+    key_mask = padding_mask(1, 12, [10])
+    options = options_for(attention_type, dropout=0.2)
+    expected, _ = primal_dual_attention(q, k, v, options, key_mask)
+    torch.manual_seed(0)
+    draws = torch.stack([primal_dual_attention(q, k, v, options, key_mask, training=True)[0] for _ in range(3000)])
+    assert not torch.equal(draws[0], draws[1])
+    assert_close_on_real_queries(draws.mean(0), expected.double(), key_mask, atol=0.04)
+
+
+def test_cpu_attention_dropout_runs_through_the_fused_kernel():
+    """PyTorch's CPU SDPA falls back to its math kernel (softmax and bernoulli over the whole matrix) when given
+    dropout; the family's dropout must not."""
+    q, k, v = (x.requires_grad_() for x in random_qkv(length=64))
+    with torch.profiler.profile() as profile:
+        output, _ = primal_dual_attention(q, k, v, options_for("softmax", dropout=0.1), training=True)
+        output.sum().backward()
+    ops = {event.name for event in profile.events()}
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu" in ops
+    assert not ops & {"aten::_softmax", "aten::bernoulli_", "aten::_scaled_dot_product_attention_math"}, ops
