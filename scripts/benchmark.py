@@ -16,6 +16,9 @@ Sections (each also a function of this module that returns its rows):
   backward, for every type over sequence lengths 64 to 4096 at time-series shapes: batch 8, 8 heads, head dim 8
   (the classifier's d_model 64 over 8 heads), no padding; SH types use ``head_scales`` (1, 1, 2, 2, 4, 4, 8, 8),
   i.e. scales 1, 2, 4, 8 over 8 heads; ``sparse`` a window of 16. With the analytic FLOPs (:func:`attention_flops`).
+* ``dropout`` (:func:`benchmark_attention` with ``dropout=True``): the attention layer in training mode with
+  attention dropout 0.1 at N = 1024 and 2048 (softmax, bn, sh, bn_sh), against PyTorch's own
+  ``scaled_dot_product_attention(dropout_p=0.1)``, which on CPU leaves its fused kernel for its math kernel.
 * ``timeseries`` (:func:`benchmark_timeseries_training`): the time-series classifier's training step at
   SelfRegulationSCP2's length (1152 steps, 7 channels, d_model 64, 8 heads, 3 layers, batch 16, the config's
   defaults otherwise: dropout 0.1, batch norm, flattened output), per type, SH scales as in ``attention``.
@@ -103,7 +106,7 @@ class Settings:
     attention_head_dim: int = 8
     attention_head_scales: tuple[int, ...] = SERIES_HEAD_SCALES
     attention_dropout: float = 0.1
-    dropout_attention_types: tuple[str, ...] = ("softmax", "sh")
+    dropout_attention_types: tuple[str, ...] = ("softmax", "bn", "sh", "bn_sh")
     dropout_min_length: int = 1024
     dropout_max_length: int = 2048
     compiled_attention_length: int = 1024
@@ -312,14 +315,17 @@ def _attention_inputs(batch: int, heads: int, length: int, head_dim: int, seed: 
 
 
 def _attention_calls(
-    inputs: list[torch.Tensor], options: AttentionOptions, compiled: bool = False
+    inputs: list[torch.Tensor], options: AttentionOptions | None, compiled: bool = False, dropout_p: float = 0.0
 ) -> tuple[Callable[[], object], Callable[[], object]]:
-    """(forward without autograd, forward + backward) of one attention on fixed inputs (training mode)."""
+    """(forward without autograd, forward + backward) of one attention on fixed inputs (training mode);
+    ``options=None``: PyTorch's ``scaled_dot_product_attention`` with ``dropout_p``."""
     query, key, value = inputs
     grad = torch.randn(query.shape, generator=torch.Generator().manual_seed(1)).transpose(1, 2).contiguous()
     grad = grad.transpose(1, 2)  # the (B, N, H, D) layout a following o_proj gives the gradient
 
     def attend(q, k, v):
+        if options is None:  # the baseline: PyTorch's SDPA
+            return torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
         return primal_dual_attention(q, k, v, options, training=True)[0]
 
     function = torch.compile(attend, fullgraph=True, dynamic=False) if compiled else attend
@@ -344,6 +350,10 @@ def attention_options(
     )
 
 
+# The dropout run's baseline: torch's own SDPA with dropout_p, on the softmax kernel.
+TORCH_SDPA = "torch SDPA"
+
+
 @dataclass(frozen=True)
 class _Variant:
     attention_type: str
@@ -362,13 +372,14 @@ def benchmark_attention(
     clock: str = "wall",
     compiled: bool = False,
     log: Callable[[str], None] = print,
+    dropout: bool = False,
 ) -> list[dict]:
     """Time, peak memory and FLOPs of ``primal_dual_attention`` per type and length (see the module doc).
 
     One row per (length, variant): ``attention_type``, ``compiled``, ``dropout``, ``run`` ("sweep": every type
-    over ``settings.attention_lengths``; "dropout": ``settings.dropout_attention_types`` with attention dropout
-    ``settings.attention_dropout`` up to ``settings.dropout_max_length`` -- PyTorch's CPU SDPA then runs its math
-    kernel, which materialises the attention matrix; "compile": with ``compiled``, the types in
+    over ``settings.attention_lengths``; "dropout": with ``dropout``, ``settings.dropout_attention_types`` and
+    PyTorch's own SDPA (``TORCH_SDPA``, its math kernel on CPU) with attention dropout ``settings.attention_dropout``
+    from ``settings.dropout_min_length`` to ``settings.dropout_max_length``; "compile": with ``compiled``, the types in
     ``settings.compiled_attention_types`` at ``settings.compiled_attention_length``, eager and
     ``torch.compile(fullgraph=True)``), ``forward_ms``, ``forward_backward_ms`` (medians), their ``*_spread``,
     ``forward_peak_mb``, ``forward_backward_peak_mb``, ``forward_gflop``, and against softmax of the same run,
@@ -385,21 +396,24 @@ def benchmark_attention(
         # One code object (the closure in _attention_calls) compiled per type and grad mode: each is a
         # "recompile" to dynamo.
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 4 * len(chosen))
+    elif dropout:
+        variants = [_Variant(t, dropout=s.attention_dropout)
+                    for t in (TORCH_SDPA, *[t for t in s.dropout_attention_types if t in attention_types])]
+        for length in s.attention_lengths:
+            if s.dropout_min_length <= length <= s.dropout_max_length:
+                plan.append(("dropout", length, variants))
     else:
         for length in s.attention_lengths:
             plan.append(("sweep", length, [_Variant(t) for t in attention_types]))
-        dropout_types = [t for t in s.dropout_attention_types if t in attention_types]
-        for length in s.attention_lengths:
-            if dropout_types and length <= s.dropout_max_length and length >= s.dropout_min_length:
-                plan.append(("dropout", length, [_Variant(t, dropout=s.attention_dropout) for t in dropout_types]))
 
     rows = []
     for run_name, length, variants in plan:
         inputs = _attention_inputs(s.attention_batch, s.attention_heads, length, s.attention_head_dim)
         calls, compile_s = {}, {}
         for variant in variants:
-            options = attention_options(variant.attention_type, s.attention_head_scales, dropout=variant.dropout)
-            calls[variant] = _attention_calls(inputs, options, variant.compiled)
+            options = None if variant.attention_type == TORCH_SDPA else attention_options(
+                variant.attention_type, s.attention_head_scales, dropout=variant.dropout)
+            calls[variant] = _attention_calls(inputs, options, variant.compiled, variant.dropout)
             if variant.compiled:  # compile outside the timings (the forward and the forward + backward graphs)
                 start = time.perf_counter()
                 calls[variant][0]()
@@ -424,7 +438,7 @@ def benchmark_attention(
                 "forward_peak_mb": peak_memory_bytes(calls[variant][0]) / 2**20,
                 "forward_backward_peak_mb": peak_memory_bytes(calls[variant][1]) / 2**20,
                 "forward_gflop": attention_flops(
-                    variant.attention_type, length, s.attention_head_dim, s.attention_head_scales,
+                    "softmax" if variant.attention_type == TORCH_SDPA else variant.attention_type, length, s.attention_head_dim, s.attention_head_scales,
                     batch=s.attention_batch,
                 ) / 1e9,
             }
@@ -437,6 +451,9 @@ def benchmark_attention(
             if base is not None:
                 row["speedup_vs_softmax"] = base["forward_backward_ms"] / row["forward_backward_ms"]
                 row["memory_vs_softmax"] = row["forward_backward_peak_mb"] / base["forward_backward_peak_mb"]
+            torch_sdpa = next((r for r in new_rows if r["attention_type"] == TORCH_SDPA), None)
+            if torch_sdpa is not None:
+                row["speedup_vs_torch_sdpa"] = torch_sdpa["forward_backward_ms"] / row["forward_backward_ms"]
         rows += new_rows
         log(f"attention ({run_name}) N={length}: " + ", ".join(
             f"{v.name} {1e3 * _median(forward_backward[v]):.1f} ms" for v in variants))
@@ -798,8 +815,10 @@ def targets(results: dict) -> list[dict]:
             add(f"attention N={row['length']}: sh / softmax fwd+bwd peak memory (fused kernel)",
                 row["memory_vs_softmax"], 1.0, higher_is_better=False)
         if row["run"] == "dropout" and row["attention_type"] == "sh" and row["length"] >= 1024:
-            add(f"attention N={row['length']}: sh / softmax fwd+bwd peak memory (attention dropout {row['dropout']}:"
-                " math kernel)", row["memory_vs_softmax"], 1.0, higher_is_better=False)
+            add(f"attention N={row['length']}, dropout {row['dropout']}: sh fwd+bwd speed-up over softmax",
+                row["speedup_vs_softmax"], 1.6)
+            add(f"attention N={row['length']}, dropout {row['dropout']}: sh / softmax fwd+bwd peak memory",
+                row["memory_vs_softmax"], 1.0, higher_is_better=False)
         if row["run"] == "sweep" and row["attention_type"] == "linear" and row["length"] == 4096:
             add("attention N=4096: linear fwd+bwd speed-up over softmax", row["speedup_vs_softmax"], 5.0)
     for row in results.get("explicit_path", []):
@@ -854,8 +873,9 @@ def markdown_report(results: dict) -> str:
     if results.get("attention"):
         parts += ["", "## Attention layer (`primal_dual_attention`)", "",
                   "Batch {b}, {h} heads, head dim {d}, SH scales {s}, sparse window 16. Runs: `sweep` every type "
-                  "on its fast path (fused SDPA); `dropout` with attention dropout, where PyTorch's CPU SDPA uses "
-                  "its math kernel (the attention matrix is materialised); `compile` eager against "
+                  "on its fast path (fused SDPA); `dropout` in training mode with attention dropout, against "
+                  "PyTorch's SDPA with `dropout_p`, which on CPU runs its math kernel (the attention matrix "
+                  "materialised); `compile` eager against "
                   "`torch.compile(fullgraph=True)`.".format(
                       b=results["settings"]["attention_batch"], h=results["settings"]["attention_heads"],
                       d=results["settings"]["attention_head_dim"],
@@ -868,7 +888,7 @@ def markdown_report(results: dict) -> str:
                       ("spread", "forward_backward_spread", 3), ("fwd peak MB", "forward_peak_mb", 1),
                       ("fwd+bwd peak MB", "forward_backward_peak_mb", 1), ("fwd GFLOP", "forward_gflop", 3),
                       ("speed-up vs softmax", "speedup_vs_softmax", 2), ("memory vs softmax", "memory_vs_softmax", 2),
-                      ("compile s", "compile_s", 0),
+                      ("speed-up vs torch SDPA", "speedup_vs_torch_sdpa", 2), ("compile s", "compile_s", 0),
                   ])]
     if results.get("timeseries"):
         parts += ["", "## Time-series classifier training step", "",
@@ -911,6 +931,8 @@ def plot_attention(rows: list[dict], output_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     rows = [r for r in rows if r["run"] == "sweep"]
+    if not rows:
+        return []
     types = list(dict.fromkeys(r["attention_type"] for r in rows))
     paths = []
     for kind, keys, unit in [
@@ -942,7 +964,7 @@ def plot_attention(rows: list[dict], output_dir: Path) -> list[Path]:
 # The run
 # ------------------------------------------------------------------------------------------------------------------
 
-SECTIONS = ("vit", "attention", "timeseries", "compile", "explicit")
+SECTIONS = ("vit", "attention", "dropout", "timeseries", "compile", "explicit")
 
 
 def _machine(clock: str, smoke: bool, command: str, load_before: str) -> dict:
@@ -1005,6 +1027,9 @@ def run(
         results["attention"] = benchmark_attention(settings, attention_types, clock, log=log)
         if "compile" in sections:
             results["attention"] += benchmark_attention(settings, attention_types, clock, compiled=True, log=log)
+    if "dropout" in sections:
+        results.setdefault("attention", [])
+        results["attention"] += benchmark_attention(settings, attention_types, clock, log=log, dropout=True)
     if "timeseries" in sections:
         results["timeseries"] = benchmark_timeseries_training(settings, attention_types, clock, log)
     if "compile" in sections:

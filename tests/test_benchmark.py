@@ -67,9 +67,12 @@ def test_smoke_run_covers_every_attention_type(smoke_run):
     results = json.loads((output / "results.json").read_text())
     assert {row["model"] for row in results["vit"]} == {"transformers ViT (sdpa)", *ALL_TYPES}
     assert all(row["same_weights_same_logits"] for row in results["vit"])
-    lengths = {row["length"] for row in results["attention"]}
-    for length in lengths:
-        assert {row["attention_type"] for row in results["attention"] if row["length"] == length} == set(ALL_TYPES)
+    sweep = [row for row in results["attention"] if row["run"] == "sweep"]
+    for length in {row["length"] for row in sweep}:
+        assert {row["attention_type"] for row in sweep if row["length"] == length} == set(ALL_TYPES)
+    dropout = [row for row in results["attention"] if row["run"] == "dropout"]
+    assert {row["attention_type"] for row in dropout} == {"torch SDPA", "softmax", "bn", "sh", "bn_sh"}
+    assert all(row["dropout"] == 0.1 and row["speedup_vs_torch_sdpa"] > 0 for row in dropout)
     assert {row["attention_type"] for row in results["timeseries"]} == set(ALL_TYPES)
     for row in results["attention"]:
         assert row["forward_ms"] > 0 and row["forward_backward_peak_mb"] > 0 and row["forward_gflop"] > 0
