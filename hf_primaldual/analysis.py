@@ -35,6 +35,8 @@ def _cell(values: Sequence[float]) -> str:
     if not values:
         return "–"
     mean, std = mean_std([100 * v for v in values])
+    if len(values) == 1:  # one seed has no spread to report
+        return f"{mean:.1f} (1)"
     return f"{mean:.1f} ± {std:.1f} ({len(values)})"
 
 

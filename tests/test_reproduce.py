@@ -115,3 +115,15 @@ def test_head_redundancy_script(tmp_path):
     assert result["examples"] == 40 and len(result["mean"]) == 2 and all(0 < m < 2**0.5 for m in result["mean"])
     assert (tmp_path / "report" / "attention_maps-model.png").exists()
     assert (tmp_path / "report" / "head_redundancy.png").exists()
+
+
+def test_accuracy_table_gives_mean_and_std_over_seeds(tmp_path):
+    from hf_primaldual.analysis import render_accuracy_table
+
+    runs = [{"dataset": "A", "attention_type": t, "test_accuracy_final": final, "test_accuracy_best_epoch": best}
+            for t, final, best in [("softmax", 0.80, 0.90), ("softmax", 0.84, 0.92), ("bn", 0.86, 0.88)]]
+    table = render_accuracy_table(runs, tmp_path, name="t", datasets=["A", "B"], types=["softmax", "bn"],
+                                  published={"A": 81.0}, title="t")
+    # sample std of 80 and 84 is 2.83; one seed has no spread; B has no runs
+    assert "| A | 81.0 | 82.0 ± 2.8 (2) | 86.0 (1) |" in table and "| A | 81.0 | 91.0 ± 1.4 (2) | 88.0 (1) |" in table
+    assert "| B | – | – | – |" in table and "average over 1 complete sets | 81.0 | 82.0 | 86.0 |" in table
