@@ -18,7 +18,7 @@ import datasets
 import evaluate
 import numpy as np
 import torch
-from transformers import EvalPrediction, IntervalStrategy, Trainer, TrainerCallback, TrainingArguments
+from transformers import EvalPrediction, IntervalStrategy, Trainer, TrainingArguments
 from transformers.trainer_utils import SaveStrategy, get_last_checkpoint
 
 FINAL_FILES_MARKER = "training_metrics.json"
@@ -78,13 +78,17 @@ def split_for_selection(train: datasets.Dataset, fraction: float, seed: int) -> 
     return held_out["train"], held_out["test"]
 
 
-def train_and_test(trainer: Trainer, history: EvaluationHistory, test: datasets.Dataset) -> dict[str, Any]:
+def train_and_test(trainer: Trainer, test: datasets.Dataset) -> dict[str, Any]:
     """Train (resuming as ``--resume_from_checkpoint`` says), evaluate the final model on ``test``, and return the
-    run's metrics: final test accuracy, and the best epoch's test (protocol) or validation accuracy."""
+    run's metrics: final test accuracy, and the best epoch's test (protocol) or validation accuracy.
+
+    The per-epoch evaluations are read from ``trainer.state.log_history``, which the Trainer restores from the
+    checkpoint it resumes from: the best epoch of a run resumed across sessions is the best of all its epochs.
+    """
     args = trainer.args
     train_result = trainer.train(resume_from_checkpoint=resolve_resume(args))
-    best = history.best("eval_accuracy")
-    epochs = list(history.records)
+    epochs = [entry for entry in trainer.state.log_history if "eval_accuracy" in entry]
+    best = max(epochs, key=lambda entry: entry["eval_accuracy"]) if epochs else None
     test_metrics = trainer.evaluate(test, metric_key_prefix="test")
     metrics: dict[str, Any] = {
         "seed": args.seed,
@@ -165,25 +169,6 @@ def accuracy_metric() -> Callable[[EvalPrediction], dict[str, float]]:
         return metric.compute(predictions=np.argmax(logits, axis=-1), references=prediction.label_ids)
 
     return compute_metrics
-
-
-class EvaluationHistory(TrainerCallback):
-    """Every evaluation of a run (one per epoch with `eval_strategy="epoch"`), those before a resume included.
-
-    The Trainer restores ``state.log_history`` from the checkpoint it resumes from, so the history is read from
-    there rather than collected by this process: the best epoch of a run resumed across sessions is the best of
-    all its epochs.
-    """
-
-    def __init__(self) -> None:
-        self.records: list[dict[str, float]] = []
-
-    def on_evaluate(self, args, state, control, metrics: dict[str, float] | None = None, **kwargs) -> None:
-        self.records = [entry for entry in state.log_history if any(key.startswith("eval_") for key in entry)]
-
-    def best(self, key: str) -> dict[str, float] | None:
-        scored = [record for record in self.records if key in record]
-        return max(scored, key=lambda record: record[key]) if scored else None
 
 
 def resolve_resume(args: TrainingArguments) -> str | None:

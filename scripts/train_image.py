@@ -31,7 +31,6 @@ from hf_primaldual.hub import EvaluationRow, render_model_card
 from hf_primaldual.training import (
     AttentionArguments,
     EpochTrainingArguments,
-    EvaluationHistory,
     accuracy_metric,
     publish_run,
     selection_arguments,
@@ -154,7 +153,6 @@ def main(argv: list[str] | None = None) -> dict:
     test = test.with_transform(eval_transform)
     validation = validation.with_transform(eval_transform) if validation is not None else None
 
-    history = EvaluationHistory()
     trainer = Trainer(
         model=model,
         args=training_args,
@@ -162,12 +160,11 @@ def main(argv: list[str] | None = None) -> dict:
         eval_dataset=validation if validation is not None else test,
         processing_class=image_processor,
         compute_metrics=accuracy_metric(),
-        callbacks=[history],
     )
     metrics = {
         "dataset": dataset_name,
         "attention_type": model.config.attention_type,
-        **train_and_test(trainer, history, test),
+        **train_and_test(trainer, test),
     }
 
     is_cifar = "cifar" in dataset_name.lower()

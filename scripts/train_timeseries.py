@@ -37,7 +37,6 @@ from hf_primaldual.hub import EvaluationRow, render_model_card
 from hf_primaldual.training import (
     AttentionArguments,
     EpochTrainingArguments,
-    EvaluationHistory,
     accuracy_metric,
     publish_run,
     selection_arguments,
@@ -120,7 +119,6 @@ def main(argv: list[str] | None = None) -> dict:
     )
     model = PrimalDualTimeSeriesForClassification(config)
 
-    history = EvaluationHistory()
     trainer = Trainer(
         model=model,
         args=training_args,
@@ -133,12 +131,11 @@ def main(argv: list[str] | None = None) -> dict:
             torch.optim.RAdam,
             {"lr": training_args.learning_rate, "weight_decay": training_args.weight_decay},
         ),
-        callbacks=[history],
     )
     metrics = {
         "dataset": train.info.dataset_name or data_args.dataset,
         "attention_type": config.attention_type,
-        **train_and_test(trainer, history, test),
+        **train_and_test(trainer, test),
     }
 
     card = render_model_card(
