@@ -67,7 +67,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch._dynamo
@@ -621,9 +621,9 @@ def benchmark_timeseries_training(
 ) -> list[dict]:
     """Training-step time and peak memory of the time-series classifier per type (see the module doc).
 
-    The config's default attention dropout (0.1, as mvts-transformer) sends PyTorch's CPU SDPA to its math kernel,
-    which materialises the (N, N) probabilities; the types in ``no_dropout_types`` are also measured with
-    ``attention_probs_dropout_prob=0`` (the fused kernel). One row per variant: ``attention_type``,
+    The config's default attention dropout (0.1, as mvts-transformer) needs an (N, N) dropout mask (on CPU, the
+    family's fused dropout path); the types in ``no_dropout_types`` are also measured with
+    ``attention_probs_dropout_prob=0``, where nothing of size N x N exists. One row per variant: ``attention_type``,
     ``attention_dropout``, ``series_per_s``, ``step_ms``, ``spread``, ``peak_mb``, ``vs_softmax`` (against softmax
     with the same dropout).
     """
@@ -1066,10 +1066,10 @@ def main(argv: list[str] | None = None) -> dict:
         args.sections = [s for s in SECTIONS if not (args.smoke and s == "compile")]
     settings = Settings.smoke() if args.smoke else Settings()
     if args.repeats:
-        settings = Settings(**{**settings.__dict__, "model_repeats": args.repeats, "attention_repeats": args.repeats})
+        settings = replace(settings, model_repeats=args.repeats, attention_repeats=args.repeats)
     if args.max_length:
         lengths = tuple(n for n in settings.attention_lengths if n <= args.max_length)
-        settings = Settings(**{**settings.__dict__, "attention_lengths": lengths})
+        settings = replace(settings, attention_lengths=lengths)
     command = "python scripts/benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv)
     results = run(args.output_dir, args.smoke, args.sections, args.attention_types, args.clock, args.threads,
                   settings, command.strip())
