@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -201,16 +202,18 @@ def _fused_dropout_available(*tensors: torch.Tensor) -> bool:
 def attention_dropout_keep_mask(shape: Sequence[int], p: float) -> tuple[torch.Tensor, float]:
     """A boolean ``shape`` mask, ``True`` with probability ``1 - p``, and the exact drop probability it has.
 
-    Each 64-bit draw of the global generator gives three 16-bit lanes (the top lane is skipped: ``random_()`` on
-    int64 never sets the sign bit), so the drop probability is ``p`` rounded to a multiple of 2**-16 (0.1 ->
-    0.100006). ``torch.bernoulli`` spends one draw per entry, and on CPU that is most of the attention's time.
+    The bits come from NumPy's PCG64, seeded by one draw of PyTorch's global generator, so ``torch.manual_seed``
+    and the Trainer's saved RNG state make the masks reproducible. Each 64-bit word gives four 16-bit lanes, so
+    the drop probability is ``p`` rounded to a multiple of 2**-16 (0.1 -> 0.100006). PyTorch's own CPU generators
+    draw one value at a time through the Mersenne twister: ``torch.bernoulli`` or ``torch.rand`` took 4-6 s for
+    the 170M entries of one attention layer at N = 1152 (batch 16, 8 heads), this takes 0.6 s.
     """
     numel = math.prod(shape)
-    words = torch.empty(-(-numel // 3), dtype=torch.int64).random_()
-    lanes = words.view(torch.int16).view(-1, 4)[:, :3]
+    seed = int(torch.empty((), dtype=torch.int64).random_())
+    words = np.random.default_rng(seed).bit_generator.random_raw(-(-numel // 4))
     dropped = round(p * 65536)
-    keep = lanes >= dropped - 32768  # lanes are uniform on [-32768, 32768)
-    return keep.view(-1)[:numel].view(tuple(shape)), dropped / 65536
+    keep = np.greater_equal(words.view(np.int16), dropped - 32768)  # lanes are uniform on [-32768, 32768)
+    return torch.from_numpy(keep[:numel]).view(tuple(shape)), dropped / 65536
 
 
 def _additive_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:

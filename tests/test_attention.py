@@ -222,13 +222,17 @@ def test_attention_dropout_matches_the_formula_with_the_same_mask(padded):
 
 
 def test_attention_dropout_mask_drops_with_probability_p_at_every_position():
-    keep, p = attention_dropout_keep_mask((3, 100_000), 0.1)
-    assert p == round(0.1 * 65536) / 65536 and keep.shape == (3, 100_000)
-    dropped = (~keep).double().view(-1, 3).mean(0)  # each of the 3 lanes a 64-bit draw is cut into, separately
+    keep, p = attention_dropout_keep_mask((4, 100_000), 0.1)
+    assert p == round(0.1 * 65536) / 65536 and keep.shape == (4, 100_000)
+    dropped = (~keep).double().view(-1, 4).mean(0)  # each of the 4 lanes a 64-bit word is cut into, separately
     sigma = (p * (1 - p) / 100_000) ** 0.5
     assert torch.all((dropped - p).abs() < 5 * sigma), dropped
-    other, _ = attention_dropout_keep_mask((3, 100_000), 0.1)
+    other, _ = attention_dropout_keep_mask((4, 100_000), 0.1)
     assert (keep != other).double().mean() > 0.15  # fresh draws each call
+    torch.manual_seed(7)
+    first, _ = attention_dropout_keep_mask((5, 7), 0.5)
+    torch.manual_seed(7)
+    assert torch.equal(attention_dropout_keep_mask((5, 7), 0.5)[0], first)  # reproducible under torch's seed
 
 
 @pytest.mark.parametrize("attention_type", ["softmax", "bn", "sh", "bn_sh", "sparse"])
