@@ -193,7 +193,8 @@ _flash_attention_cpu_backward = getattr(torch.ops.aten, "_scaled_dot_product_fla
 
 
 def _fused_dropout_available(*tensors: torch.Tensor) -> bool:
-    # Under torch.compile, SDPA's own dropout is left to inductor, which fuses it (and cannot trace `random_`).
+    # Under torch.compile, SDPA's own dropout is left to inductor, which fuses it (and cannot trace the NumPy
+    # generator the keep mask is drawn from).
     return _flash_attention_cpu is not None and not torch.compiler.is_compiling() and all(
         t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64, torch.bfloat16) for t in tensors
     )
