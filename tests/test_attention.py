@@ -11,6 +11,7 @@ from hf_primaldual.attention import (
     ATTENTION_TYPES,
     AttentionOptions,
     TokenLayout,
+    attention_dropout_additive_mask,
     attention_dropout_keep_mask,
     parse_attention_type,
     primal_dual_attention,
@@ -233,6 +234,18 @@ def test_attention_dropout_mask_drops_with_probability_p_at_every_position():
     first, _ = attention_dropout_keep_mask((5, 7), 0.5)
     torch.manual_seed(7)
     assert torch.equal(attention_dropout_keep_mask((5, 7), 0.5)[0], first)  # reproducible under torch's seed
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_attention_dropout_additive_mask_is_the_keep_mask_as_zero_and_minus_infinity(dtype):
+    shape = (3, 2, 1001, 523)  # over two chunks of lanes, and not a whole number of 64-bit words
+    torch.manual_seed(11)
+    keep, p = attention_dropout_keep_mask(shape, 0.25)
+    torch.manual_seed(11)
+    additive, additive_p = attention_dropout_additive_mask(shape, 0.25, dtype)
+    assert additive.dtype == dtype and additive.shape == shape and additive_p == p == 0.25
+    expected = torch.zeros(shape, dtype=dtype).masked_fill(~keep, float("-inf"))
+    assert torch.equal(additive, expected)
 
 
 @pytest.mark.parametrize("attention_type", ["softmax", "bn", "sh", "bn_sh", "sparse"])
