@@ -207,19 +207,20 @@ _DROPOUT_MASK_CHUNK = 1 << 20
 _SAME_WIDTH_INTEGER = {torch.float32: torch.int32, torch.float64: torch.int64, torch.bfloat16: torch.int16}
 
 
-def _dropout_lanes(numel: int, p: float) -> tuple[Iterator[tuple[slice, np.ndarray]], int, float]:
-    """Chunks of ``numel`` uniform 16-bit lanes (four per 64-bit word of NumPy's PCG64, seeded by one draw of
-    PyTorch's global generator), the threshold under which a lane is dropped and the drop probability it gives."""
+def _random_lanes(numel: int) -> Iterator[tuple[slice, np.ndarray]]:
+    """``numel`` 16-bit lanes uniform on [-32768, 32768), in chunks: four per 64-bit word of NumPy's PCG64, seeded
+    by one draw of PyTorch's global generator."""
     seed = int(torch.empty((), dtype=torch.int64).random_())
     bit_generator = np.random.default_rng(seed).bit_generator
+    for start in range(0, numel, _DROPOUT_MASK_CHUNK):
+        count = min(_DROPOUT_MASK_CHUNK, numel - start)
+        yield slice(start, start + count), bit_generator.random_raw(-(-count // 4)).view(np.int16)[:count]
+
+
+def _drop_threshold(p: float) -> tuple[int, float]:
+    """The lane value under which an entry is dropped, and the drop probability that gives (p to 2**-16)."""
     dropped = round(p * 65536)
-
-    def chunks() -> Iterator[tuple[slice, np.ndarray]]:
-        for start in range(0, numel, _DROPOUT_MASK_CHUNK):
-            count = min(_DROPOUT_MASK_CHUNK, numel - start)
-            yield slice(start, start + count), bit_generator.random_raw(-(-count // 4)).view(np.int16)[:count]
-
-    return chunks(), dropped - 32768, dropped / 65536  # lanes are uniform on [-32768, 32768)
+    return dropped - 32768, dropped / 65536
 
 
 def attention_dropout_keep_mask(shape: Sequence[int], p: float) -> tuple[torch.Tensor, float]:
@@ -233,8 +234,8 @@ def attention_dropout_keep_mask(shape: Sequence[int], p: float) -> tuple[torch.T
     """
     keep = torch.empty(tuple(shape), dtype=torch.bool)
     flat = keep.view(-1).numpy()
-    chunks, threshold, p = _dropout_lanes(flat.size, p)
-    for where, lanes in chunks:
+    threshold, p = _drop_threshold(p)
+    for where, lanes in _random_lanes(flat.size):
         np.greater_equal(lanes, threshold, out=flat[where])
     return keep, p
 
@@ -249,10 +250,10 @@ def attention_dropout_additive_mask(shape: Sequence[int], p: float, dtype: torch
     mask = torch.empty(tuple(shape), dtype=dtype)
     integer = _SAME_WIDTH_INTEGER[dtype]
     bits = mask.view(-1).view(integer).numpy()
-    minus_infinity = torch.tensor(float("-inf"), dtype=dtype).view(integer).item()
-    chunks, threshold, p = _dropout_lanes(bits.size, p)
-    for where, lanes in chunks:
-        np.multiply(np.less(lanes, threshold), bits.dtype.type(minus_infinity), out=bits[where])
+    minus_infinity = bits.dtype.type(torch.tensor(float("-inf"), dtype=dtype).view(integer).item())
+    threshold, p = _drop_threshold(p)
+    for where, lanes in _random_lanes(bits.size):
+        np.multiply(np.less(lanes, threshold), minus_infinity, out=bits[where])
     return mask, p
 
 
