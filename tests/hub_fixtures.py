@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 if __package__:
     from .hub_server import UNSET_ENV_VARS, HubServer
@@ -95,7 +96,9 @@ def client_environ(env: Mapping[str, str], base: Mapping[str, str] | None = None
     full["PYTHONPATH"] = os.pathsep.join(pythonpath)
     full.setdefault("PYTHONUNBUFFERED", "1")
     full.setdefault("TOKENIZERS_PARALLELISM", "false")
-    full.setdefault("OMP_NUM_THREADS", "1")
+    # Outputs are compared bit for bit with the test process's own: a client with another thread count may reduce in
+    # another order and change the last bits, so it runs with the test process's thread count.
+    full["OMP_NUM_THREADS"] = str(torch.get_num_threads())
     return full
 
 
