@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,25 @@ def write_variant(tmp_path: Path, source: Path, edit) -> tuple[Path, int]:
     path = tmp_path / source.name
     path.write_text("\n".join(lines) + "\n")
     return path, first_case
+
+
+def set_value(case_offset: int, channel: int, step: int, token: str):
+    """An edit for `write_variant` writing `token` as value `step` of `channel` (both from 0) of a case."""
+
+    def edit(lines, case):
+        channels = lines[case + case_offset].split(":")
+        values = channels[channel].split(",")
+        values[step] = token
+        channels[channel] = ",".join(values)
+        lines[case + case_offset] = ":".join(channels)
+
+    return edit
+
+
+def shorten(lines: list[str], index: int, steps: int = 1) -> None:
+    """Drop the last `steps` values of every channel of the case on `lines[index]`."""
+    *channels, label = lines[index].split(":")
+    lines[index] = ":".join([channel.rsplit(",", steps)[0] for channel in channels] + [label])
 
 
 def assert_names_location(error: TsFormatError, path: Path, line_number: int | None) -> None:
@@ -166,14 +186,7 @@ def test_wrong_channel_count(tmp_path):
 
 
 def test_non_numeric_value(tmp_path):
-    def corrupt_third_value_of_channel_2(lines, case):
-        channels = lines[case].split(":")
-        values = channels[1].split(",")
-        values[2] = "0.1x"
-        channels[1] = ",".join(values)
-        lines[case] = ":".join(channels)
-
-    path, line = write_variant(tmp_path, BASIC_MOTIONS_TRAIN, corrupt_third_value_of_channel_2)
+    path, line = write_variant(tmp_path, BASIC_MOTIONS_TRAIN, set_value(0, 1, 2, "0.1x"))
     with pytest.raises(TsFormatError, match=r"value 3 of channel 2 \(counting from 1\) is '0.1x'") as caught:
         read_ts(path)
     assert_names_location(caught.value, path, line)
@@ -220,11 +233,7 @@ def test_channels_of_different_lengths_in_one_case(tmp_path):
 
 
 def test_series_length_mismatch(tmp_path):
-    def shorten_case(lines, case):
-        *channels, label = lines[case].split(":")
-        lines[case] = ":".join([channel.rsplit(",", 1)[0] for channel in channels] + [label])
-
-    path, line = write_variant(tmp_path, BASIC_MOTIONS_TRAIN, shorten_case)
+    path, line = write_variant(tmp_path, BASIC_MOTIONS_TRAIN, lambda lines, case: shorten(lines, case))
     with pytest.raises(TsFormatError, match="has 99 time steps but @seriesLength says 100") as caught:
         read_ts(path)
     assert_names_location(caught.value, path, line)
@@ -280,7 +289,7 @@ def test_missing_values_are_interpolated_along_time(tmp_path, caplog):
     path, _ = write_variant(tmp_path, BASIC_MOTIONS_TRAIN, punch_holes)
     with caplog.at_level(logging.WARNING, logger="hf_primaldual.data.uea"):
         filled = read_ts(path).series[0]
-    assert "filled 105 missing values" in caplog.text  # the header says @missing false
+    assert "filled 5 missing values by linear interpolation" in caplog.text  # the header says @missing false
 
     expected = original.copy()
     expected[0, 0] = original[1, 0]
@@ -301,3 +310,103 @@ def test_infinite_value_is_rejected(tmp_path):
     with pytest.raises(TsFormatError, match="value 1 of channel 1 .* is infinite") as caught:
         read_ts(path)
     assert_names_location(caught.value, path, line)
+
+
+# --- Real files whose header disagrees with their data ----------------------------------------------------------
+
+
+def set_series_length(length: int | None):
+    """An edit for `write_variant` that rewrites (or, with None, drops) the @seriesLength line."""
+
+    def edit(lines, case):
+        index = next(i for i, line in enumerate(lines) if line.lower().startswith("@serieslength"))
+        if length is None:
+            del lines[index]
+        else:
+            lines[index] = f"@seriesLength {length}"
+
+    return edit
+
+
+def test_series_length_one_short_of_every_case_follows_the_data_and_warns(tmp_path, caplog):
+    # Every case of BasicMotions has 100 steps; a header one step short is what some archive copies carry.
+    path, _ = write_variant(tmp_path, BASIC_MOTIONS_TRAIN, set_series_length(99))
+    with caplog.at_level(logging.WARNING, logger="hf_primaldual.data.uea"):
+        split = read_ts(path)
+    assert {values.shape for values in split.series} == {(100, 6)}
+    original = read_ts(BASIC_MOTIONS_TRAIN)
+    assert all(np.array_equal(a, b) for a, b in zip(split.series, original.series))
+    assert str(path) in caplog.text
+    assert "@seriesLength says 99 but every case has 100 time steps" in caplog.text
+
+
+def test_cases_of_different_lengths_under_equal_length_are_refused_without_series_length(tmp_path):
+    def drop_series_length_and_shorten_the_third_case(lines, case):
+        shorten(lines, case + 2)
+        set_series_length(None)(lines, case)
+
+    path, line = write_variant(tmp_path, BASIC_MOTIONS_TRAIN, drop_series_length_and_shorten_the_third_case)
+    # The @seriesLength line is gone, so the cases start one line earlier; the third case is two lines further.
+    with pytest.raises(TsFormatError, match=r"has 99 time steps but the first case .* has 100.*@equalLength true"):
+        read_ts(path)
+    with pytest.raises(TsFormatError) as caught:
+        read_ts(path)
+    assert_names_location(caught.value, path, line - 1 + 2)
+
+
+def test_series_length_that_no_case_has_with_unequal_cases_is_refused(tmp_path):
+    def header_99_and_shorten_the_second_case_to_98(lines, case):
+        set_series_length(99)(lines, case)
+        shorten(lines, case + 1, steps=2)
+
+    path, line = write_variant(tmp_path, BASIC_MOTIONS_TRAIN, header_99_and_shorten_the_second_case_to_98)
+    with pytest.raises(TsFormatError, match="has 98 time steps but the first case") as caught:
+        read_ts(path)
+    assert_names_location(caught.value, path, line + 1)
+
+
+# --- Values the float32 series cannot hold ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["1e300", "-3.5e38"])
+def test_value_beyond_float32_is_refused_with_file_line_and_channel(tmp_path, value):
+    path, line = write_variant(tmp_path, BASIC_MOTIONS_TRAIN, set_value(0, 1, 2, value))
+    pattern = rf"value 3 of channel 2 \(counting from 1\) is '{re.escape(value)}', which overflows float32"
+    with pytest.raises(TsFormatError, match=pattern) as caught:
+        read_ts(path)
+    assert_names_location(caught.value, path, line)
+    assert "?" in str(caught.value)  # the fix offers marking it missing
+
+
+def test_largest_float32_value_still_loads(tmp_path):
+    path, _ = write_variant(tmp_path, BASIC_MOTIONS_TRAIN, set_value(0, 0, 0, "-3.4028234e38"))
+    assert read_ts(path).series[0][0, 0] == -np.finfo(np.float32).max
+
+
+# --- Missing values: the warning says what was done ---------------------------------------------------------------
+
+
+def test_channel_with_no_observed_value_is_reported_as_filled_with_zero(tmp_path, caplog):
+    def blank_channel_3_of_case_2(lines, case):
+        for step in range(100):
+            set_value(1, 2, step, "?")(lines, case)
+
+    path, line = write_variant(tmp_path, BASIC_MOTIONS_TRAIN, blank_channel_3_of_case_2)
+    with caplog.at_level(logging.WARNING, logger="hf_primaldual.data.uea"):
+        split = read_ts(path)
+    assert (split.series[1][:, 2] == 0.0).all()
+    assert "interpolation" not in caplog.text  # nothing was interpolated
+    assert str(path) in caplog.text
+    assert f"filled with 0.0: line {line + 1} channel 3" in caplog.text
+
+
+# --- Damaged compressed files ----------------------------------------------------------------------------------------
+
+
+def test_truncated_gzipped_ts_names_the_file(tmp_path):
+    truncated = tmp_path / "BasicMotions_TEST.ts.gz"
+    whole = (FIXTURES / "BasicMotions" / "BasicMotions_TEST.ts.gz").read_bytes()
+    truncated.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(TsFormatError, match="truncated or corrupt") as caught:
+        read_ts(truncated)
+    assert caught.value.path == truncated and str(truncated) in str(caught.value)

@@ -18,6 +18,8 @@ arXiv:1811.00075) is a text file in three parts:
 
 After `@data` every line is one case: the channels separated by `:`, the values of a channel separated by `,`,
 the class label last. Cases may have different lengths (`@equalLength false`); the channels of one case may not.
+Under `@equalLength true` every case must have the same length; where that length is not the header's
+`@seriesLength` the reader follows the data and warns (`read_ts`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +63,10 @@ _HEADER_FIELDS = {
 }
 _BOOLEAN_TAGS = ("@timestamps", "@missing", "@univariate", "@equallength")
 _KNOWN_TAGS = ("@problemname", "@timestamps", *_HEADER_FIELDS, "@classlabel", "@data")
+# The series are stored as float32: a value beyond this would silently become inf.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+# How many (line, channel) places a warning lists before it only counts them.
+_PLACES_SHOWN = 5
 
 
 class TsFormatError(ValueError):
@@ -118,6 +125,11 @@ def read_ts(path: str | os.PathLike) -> TsSplit:
     - at the start or end of a channel, with the nearest observed value of that channel;
     - a channel with no observed value in a case is filled with 0.0. That is 0 in the file's units, which is the
       channel mean only for data that are already standardised (as many UEA sets are); otherwise drop such cases.
+      These channels are always reported in a warning, by line and channel.
+
+    Under `@equalLength true` all cases must have the same length. A `@seriesLength` that no case has while all
+    cases agree (e.g. a header one step short of every case) is taken as a slip of the header: the cases are read
+    as they are, with a warning naming the file and both lengths.
 
     Args:
         path: the `.ts` or `.ts.gz` file.
@@ -127,7 +139,8 @@ def read_ts(path: str | os.PathLike) -> TsSplit:
 
     Raises:
         FileNotFoundError: `path` does not exist.
-        TsFormatError: the file breaks the format; the message names the file, the line, and the fix.
+        TsFormatError: the file breaks the format, or a `.gz` file is truncated; the message names the file, the
+            line, and the fix.
     """
     path = Path(path)
     if not path.is_file():
@@ -135,30 +148,58 @@ def read_ts(path: str | os.PathLike) -> TsSplit:
     header = _Header()
     series: list[np.ndarray] = []
     labels: list[int] = []
-    num_missing = 0
-    with _open_text(path) as handle:
-        lines = _numbered_lines(handle)
-        last_header_line = _read_header(path, lines, header)
-        # Multivariate files always carry @dimensions; univariate ones may leave it out.
-        num_channels = header.dimensions if header.dimensions is not None else (1 if header.univariate else None)
-        label_index = {name: index for index, name in enumerate(header.class_names)}
-        for line_number, line in lines:
-            values, label = _parse_case(path, line_number, line, num_channels, header, label_index)
-            num_channels = values.shape[1]
-            missing = np.isnan(values)
-            if missing.any():
-                num_missing += int(missing.sum())
-                values = _fill_missing(values, missing)
-            series.append(values.astype(np.float32))
-            labels.append(label)
+    line_numbers: list[int] = []
+    num_interpolated = 0
+    zero_filled: list[str] = []
+    try:
+        with _open_text(path) as handle:
+            lines = _numbered_lines(handle)
+            last_header_line = _read_header(path, lines, header)
+            # Multivariate files always carry @dimensions; univariate ones may leave it out.
+            num_channels = header.dimensions if header.dimensions is not None else (1 if header.univariate else None)
+            label_index = {name: index for index, name in enumerate(header.class_names)}
+            for line_number, line in lines:
+                values, label = _parse_case(path, line_number, line, num_channels, header, label_index)
+                num_channels = values.shape[1]
+                missing = np.isnan(values)
+                if missing.any():
+                    values, empty_channels = _fill_missing(values, missing)
+                    num_interpolated += int(missing.sum()) - len(empty_channels) * len(values)
+                    zero_filled += [f"line {line_number} channel {channel}" for channel in empty_channels]
+                series.append(values.astype(np.float32))
+                labels.append(label)
+                line_numbers.append(line_number)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise TsFormatError(
+            path,
+            None,
+            f"the gzip file is truncated or corrupt ({error})",
+            "Download or compress the file again (`gzip -t <file>` checks it).",
+        ) from error
     if not series:
         raise TsFormatError(
             path, last_header_line, "no case after @data", "Add one line per case after the @data line."
         )
-    if num_missing:
+    _check_lengths(path, header, [len(values) for values in series], line_numbers)
+    if num_interpolated:
         # A header that says `@missing false` while the data has gaps deserves to be seen, not just logged.
         log = logger.warning if header.missing is False else logger.info
-        log("%s: filled %d missing values by linear interpolation along time (see read_ts).", path, num_missing)
+        log(
+            "%s: filled %d missing values by linear interpolation along time (the nearest observed value before "
+            "a channel's first or after its last observation).",
+            path,
+            num_interpolated,
+        )
+    if zero_filled:
+        # 0.0 is a guess about the data's units, so it is always shown, whatever @missing says.
+        shown = ", ".join(zero_filled[:_PLACES_SHOWN]) + (", ..." if len(zero_filled) > _PLACES_SHOWN else "")
+        logger.warning(
+            "%s: %d channel(s) of a case have no observed value and were filled with 0.0: %s. 0.0 is in the "
+            "file's units, the channel mean only for standardised data; drop these cases otherwise.",
+            path,
+            len(zero_filled),
+            shown,
+        )
     problem_name = header.problem_name or path.name.split(".")[0].rsplit("_", 1)[0]
     return TsSplit(problem_name, list(header.class_names), series, labels, path)
 
@@ -234,7 +275,8 @@ def load_uea(
         description=(
             f"UEA multivariate time-series classification problem {train.problem_name}: "
             f"{train.num_channels} channels, {len(train.class_names)} classes. Values as in the .ts files "
-            "(not standardised); missing values filled by linear interpolation along time."
+            "(not standardised); missing values filled by linear interpolation along time, a channel with no "
+            "observed value in a case by 0.0."
         ),
         citation=UEA_CITATION,
         features=features,
@@ -423,13 +465,6 @@ def _parse_case(
             f"the channels of this case have different lengths {lengths}",
             "Give every channel of a case one value per time step; mark absent values with '?'.",
         )
-    if header.equal_length and header.series_length is not None and lengths[0] != header.series_length:
-        raise TsFormatError(
-            path,
-            line_number,
-            f"the case has {lengths[0]} time steps but @seriesLength says {header.series_length}",
-            "Fix the case, or declare `@equalLength false` and drop @seriesLength.",
-        )
     if label not in label_index:
         raise TsFormatError(
             path,
@@ -438,6 +473,42 @@ def _parse_case(
             "Fix the label, or add it to the @classLabel line.",
         )
     return np.stack(channels, axis=1), label_index[label]
+
+
+def _check_lengths(path: Path, header: _Header, lengths: list[int], line_numbers: list[int]) -> None:
+    """Refuse cases of different lengths under `@equalLength true`; warn when they agree on a length other than
+    `@seriesLength` (a header slip: the archive's own readers follow the data too)."""
+    if not header.equal_length:
+        return
+    declared = header.series_length
+    # A declared length that some case has is the one to hold the others to; else the first case's.
+    reference = declared if declared in lengths else lengths[0]
+    odd = next((index for index, length in enumerate(lengths) if length != reference), None)
+    if odd is not None:
+        if reference == declared:
+            problem = f"the case has {lengths[odd]} time steps but @seriesLength says {declared}"
+        else:
+            problem = (
+                f"the case has {lengths[odd]} time steps but the first case (line {line_numbers[0]}) has "
+                f"{lengths[0]}, and the header says @equalLength true"
+            )
+            if declared is not None:
+                problem += f" (its @seriesLength {declared} matches no case)"
+        raise TsFormatError(
+            path,
+            line_numbers[odd],
+            problem,
+            "Fix the case, or declare `@equalLength false` and drop @seriesLength if the cases differ in length.",
+        )
+    if declared is not None and declared != reference:
+        logger.warning(
+            "%s: @seriesLength says %d but every case has %d time steps; reading the cases as they are. Write "
+            "`@seriesLength %d` in the header to silence this.",
+            path,
+            declared,
+            reference,
+            reference,
+        )
 
 
 def _parse_channel(path: Path, line_number: int, channel: int, text: str) -> np.ndarray:
@@ -455,13 +526,21 @@ def _parse_channel(path: Path, line_number: int, channel: int, text: str) -> np.
             f"value {position} of channel {channel} (counting from 1) is {token!r}, not a number",
             "Write values as decimal numbers separated by ',' and missing values as '?' or NaN.",
         ) from None
-    if np.isinf(values).any():
-        position = int(np.flatnonzero(np.isinf(values))[0]) + 1
+    # NaN compares False, so missing values pass; inf and finite values beyond float32 do not.
+    out_of_range = np.abs(values) > _FLOAT32_MAX
+    if out_of_range.any():
+        position = int(np.flatnonzero(out_of_range)[0]) + 1
+        token = tokens[position - 1].strip()
+        if "inf" in token.lower():
+            problem, fix = "infinite", "Replace it with a finite number, or with '?' to mark it missing."
+        else:
+            problem = (
+                f"{token!r}, which overflows float32 (largest magnitude {_FLOAT32_MAX:.7g}), the type the series "
+                "are stored in"
+            )
+            fix = "Rescale the channel in the file (e.g. write it in larger units), or write '?' to mark it missing."
         raise TsFormatError(
-            path,
-            line_number,
-            f"value {position} of channel {channel} (counting from 1) is infinite",
-            "Replace it with a finite number, or with '?' to mark it missing.",
+            path, line_number, f"value {position} of channel {channel} (counting from 1) is {problem}", fix
         )
     return values
 
@@ -476,10 +555,12 @@ def _is_number(token: str) -> bool:
     return True
 
 
-def _fill_missing(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
-    """Fill the NaNs of `values` (time, channels) channel by channel, as `read_ts` documents."""
+def _fill_missing(values: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """Fill the NaNs of `values` (time, channels) channel by channel, as `read_ts` documents; return the filled
+    values and the channels (counting from 1) that had no observed value and were set to 0.0."""
     filled = values.copy()
     time = np.arange(len(values))
+    empty_channels = []
     for channel in np.flatnonzero(missing.any(axis=0)):
         observed = ~missing[:, channel]
         if observed.any():
@@ -487,4 +568,5 @@ def _fill_missing(values: np.ndarray, missing: np.ndarray) -> np.ndarray:
             filled[:, channel] = np.interp(time, time[observed], values[observed, channel])
         else:
             filled[:, channel] = 0.0
-    return filled
+            empty_channels.append(int(channel) + 1)
+    return filled, empty_channels
