@@ -37,15 +37,19 @@ def idx_pixels(path: Path, index: int) -> np.ndarray:
     return np.frombuffer(raw, np.uint8, count=28 * 28, offset=16 + 28 * 28 * index).reshape(28, 28)
 
 
+def zip_tree(folder: Path, archive: Path) -> Path:
+    """Zip `folder`'s files as `split/class/file` members, like the full CIFAR-10 zip, with a top-level README."""
+    with zipfile.ZipFile(archive, "w") as opened:
+        opened.writestr("README.md", "not an image")
+        for file in sorted(folder.rglob("*.jpg")):
+            opened.write(file, file.relative_to(folder).as_posix())
+    return archive
+
+
 @pytest.fixture(scope="module")
 def cifar_zip(tmp_path_factory) -> Path:
     """The CIFAR sample as a zip laid out like the full CIFAR-10 zip, with a top-level README to skip."""
-    archive = tmp_path_factory.mktemp("zip") / "cifar-sample.zip"
-    with zipfile.ZipFile(archive, "w") as opened:
-        opened.writestr("README.md", "not an image")
-        for file in sorted(CIFAR_SAMPLE.rglob("*.jpg")):
-            opened.write(file, file.relative_to(CIFAR_SAMPLE).as_posix())
-    return archive
+    return zip_tree(CIFAR_SAMPLE, tmp_path_factory.mktemp("zip") / "cifar-sample.zip")
 
 
 def test_fashion_mnist_sample_images_and_labels():
@@ -99,8 +103,9 @@ def test_truncated_idx_file_names_the_file(tmp_path):
 def test_missing_idx_file(tmp_path):
     folder = copy_fashion_sample(tmp_path)
     (folder / "t10k-labels-idx1-ubyte.gz").unlink()
-    with pytest.raises(FileNotFoundError, match="No t10k-labels-idx1-ubyte.gz"):
+    with pytest.raises(FileNotFoundError, match=rf"No t10k-labels-idx1-ubyte file in {folder}: looked for") as caught:
         load_fashion_mnist(folder)
+    assert "t10k-labels.idx1-ubyte.gz" in str(caught.value)  # every name tried is listed
 
 
 def test_image_zip_splits_classes_and_pixels(cifar_zip):
@@ -226,3 +231,201 @@ def test_grey_images_follow_the_processor_channels():
     three_channels = fashion.with_transform(build_transforms(rgb, train=True, horizontal_flip=False))[:2]
     assert three_channels["pixel_values"].shape == (2, 3, 32, 32)
     assert torch.equal(three_channels["pixel_values"][:, 0], three_channels["pixel_values"][:, 2])
+
+
+# --- IDX files under the names in common use ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "rename",
+    [
+        lambda stem: f"{stem}.gz",  # train-images-idx3-ubyte.gz, as published
+        lambda stem: stem.replace("-idx", ".idx") + ".gz",  # train-images.idx3-ubyte.gz, as some mirrors have it
+        lambda stem: stem,  # unzipped
+        lambda stem: stem.replace("-idx", ".idx"),  # unzipped, dotted: train-images.idx3-ubyte
+    ],
+    ids=["dashed-gz", "dotted-gz", "dashed", "dotted"],
+)
+def test_idx_files_are_found_under_the_names_in_use(tmp_path, rename):
+    folder = tmp_path / "fashion"
+    folder.mkdir()
+    for source in FASHION_SAMPLE.glob("*-ubyte.gz"):
+        target = folder / rename(source.name.removesuffix(".gz"))
+        target.write_bytes(source.read_bytes() if target.suffix == ".gz" else gzip.decompress(source.read_bytes()))
+    dataset = load_image_dataset(folder)
+    assert (dataset["train"].num_rows, dataset["test"].num_rows) == (16, 16)
+    np.testing.assert_array_equal(
+        np.asarray(dataset["test"][7]["image"]), idx_pixels(FASHION_SAMPLE / "t10k-images-idx3-ubyte.gz", 7)
+    )
+
+
+def test_folder_with_neither_idx_files_nor_images_says_what_was_looked_for(tmp_path):
+    folder = tmp_path / "fashion"
+    folder.mkdir()
+    for source in FASHION_SAMPLE.glob("*-ubyte.gz"):
+        shutil.copy(source, folder / source.name.replace("-ubyte", ""))  # train-images-idx3.gz: no known name
+    with pytest.raises(FileNotFoundError) as caught:
+        load_image_dataset(folder)
+    message = str(caught.value)
+    assert str(folder) in message
+    assert "train-images-idx3-ubyte.gz" in message and "train-images.idx3-ubyte" in message
+    assert "<split>/<class name>/<image file>" in message
+    assert "train-images-idx3.gz" in message  # what the folder does hold
+
+
+# --- 16-bit images --------------------------------------------------------------------------------------------------
+
+
+def test_16_bit_png_is_scaled_to_8_bit(tmp_path):
+    fashion = load_fashion_mnist(FASHION_SAMPLE)
+    originals = {}
+    for split in ("train", "test"):
+        row = fashion[split][0]
+        grey = np.asarray(row["image"])
+        class_folder = tmp_path / "png16" / split / FASHION_MNIST_CLASSES[row["label"]].replace("/", "-")
+        class_folder.mkdir(parents=True)
+        Image.fromarray(grey.astype(np.uint16) * 257).save(class_folder / "0000.png")  # 0..255 -> 0..65535
+        originals[split] = row["image"]
+    dataset = load_image_folder(tmp_path / "png16")
+    assert dataset["train"][0]["image"].mode == "I;16"
+    grey_processor = ViTImageProcessorPil(do_resize=False, image_mean=[0.5], image_std=[0.5])
+    grey_batch = dataset["test"].with_transform(build_transforms(grey_processor, train=False, horizontal_flip=False))
+    np.testing.assert_allclose(grey_batch[:1]["pixel_values"][0].numpy(), expected_pixels(originals["test"]), atol=1e-6)
+    rgb_processor = ViTImageProcessorPil(do_resize=False)
+    rgb_batch = dataset["train"].with_transform(build_transforms(rgb_processor, train=False, horizontal_flip=False))
+    expected = expected_pixels(originals["train"].convert("RGB"))
+    np.testing.assert_allclose(rgb_batch[:1]["pixel_values"][0].numpy(), expected, atol=1e-6)
+
+
+def test_32_bit_integer_image_in_the_16_bit_range_is_scaled_too():
+    original = load_fashion_mnist(FASHION_SAMPLE)["train"][1]["image"]
+    wide = Image.fromarray(np.asarray(original).astype(np.int32) * 257)
+    assert wide.mode == "I"
+    processor = ViTImageProcessorPil(do_resize=False, image_mean=[0.5], image_std=[0.5])
+    transform = build_transforms(processor, train=False, horizontal_flip=False)
+    np.testing.assert_allclose(transform({"image": [wide]})["pixel_values"][0].numpy(), expected_pixels(original))
+
+
+# --- Class folders --------------------------------------------------------------------------------------------------
+
+
+def copy_cifar_sample(tmp_path: Path) -> Path:
+    folder = tmp_path / "cifar"
+    shutil.copytree(CIFAR_SAMPLE, folder)
+    return folder
+
+
+@pytest.mark.parametrize("as_zip", [False, True], ids=["folder", "zip"])
+def test_class_folders_differing_only_in_case_are_refused(tmp_path, as_zip):
+    folder = copy_cifar_sample(tmp_path)
+    (folder / "test" / "cat").rename(folder / "test" / "Cat")
+    source = zip_tree(folder, tmp_path / "cifar.zip") if as_zip else folder
+    with pytest.raises(ValueError, match="differ only in case") as caught:
+        load_image_folder(source)
+    assert "train/cat" in str(caught.value) and "test/Cat" in str(caught.value) and str(source) in str(caught.value)
+
+
+def test_empty_training_class_folder_is_refused(tmp_path):
+    folder = copy_cifar_sample(tmp_path)
+    for image in (folder / "train" / "dog").iterdir():
+        image.unlink()
+    with pytest.raises(ValueError, match=rf"train/dog in {folder} holds no image"):
+        load_image_folder(folder)
+
+
+def test_class_only_in_an_empty_folder_is_refused(tmp_path):
+    folder = copy_cifar_sample(tmp_path)
+    (folder / "train" / "bird").mkdir()
+    with pytest.raises(ValueError, match=rf"train/bird in {folder} holds no image"):
+        load_image_folder(folder)
+
+
+def test_class_without_a_training_folder_is_refused(tmp_path):
+    folder = copy_cifar_sample(tmp_path)
+    (folder / "test" / "ship").rename(folder / "test" / "boat")
+    with pytest.raises(ValueError, match=rf"class 'boat' \(test/boat\) has no training folder train/boat in {folder}"):
+        load_image_folder(folder)
+
+
+# --- Local paths that do not exist ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def hub_calls(monkeypatch, cifar_zip) -> list[str]:
+    """The names `load_image_dataset` sends to `datasets.load_dataset`, which is replaced by a local stand-in."""
+    calls = []
+
+    def load_dataset(name, **kwargs):
+        calls.append(name)
+        return load_image_folder(cifar_zip)
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    return calls
+
+
+def test_typo_in_a_local_path_fails_at_once_without_asking_the_hub(tmp_path, monkeypatch, hub_calls):
+    shutil.copytree(FASHION_SAMPLE, tmp_path / "fashion-mnist")
+    monkeypatch.chdir(tmp_path)
+    typos = [
+        tmp_path / "fashon-mnist",  # a Path is always local
+        str(tmp_path / "fashon-mnist"),  # absolute
+        "./fashon-mnist",
+        "../fashon-mnist",
+        "~/fashon-mnist-not-here",
+        "fashion-mnist/train-images",  # owner/name shape, but its parent is a local folder
+        "data/images/fashion-mnist",  # more than one separator: not a Hub id
+    ]
+    for typo in typos:
+        with pytest.raises(FileNotFoundError, match="no such file or directory") as caught:
+            load_image_dataset(typo)
+        assert str(typo) in str(caught.value)
+    assert hub_calls == []
+    with pytest.raises(FileNotFoundError, match="did you mean .*fashion-mnist"):
+        load_image_dataset("./fashon-mnist")
+
+
+def test_hub_names_still_go_to_the_hub(tmp_path, monkeypatch, hub_calls):
+    monkeypatch.chdir(tmp_path)
+    for name in ("cifar10", "uoft-cs/cifar10"):
+        assert load_image_dataset(name)["train"].num_rows == 6
+    assert hub_calls == ["cifar10", "uoft-cs/cifar10"]
+
+
+# --- Damaged archives -----------------------------------------------------------------------------------------------
+
+
+def test_truncated_gzip_idx_file_names_the_file(tmp_path):
+    folder = copy_fashion_sample(tmp_path)
+    images = folder / "train-images-idx3-ubyte.gz"
+    whole = images.read_bytes()
+    images.write_bytes(whole[: len(whole) // 2])  # a download cut short
+    with pytest.raises(ValueError, match=rf"{images} is not a complete gzip file .* truncated"):
+        load_image_dataset(folder)
+
+
+def test_truncated_zip_names_the_file(tmp_path, cifar_zip):
+    truncated = tmp_path / "cifar-sample.zip"
+    whole = cifar_zip.read_bytes()
+    truncated.write_bytes(whole[: len(whole) * 2 // 3])
+    with pytest.raises(ValueError, match=rf"{truncated} is not a complete zip archive: .* truncated"):
+        load_image_dataset(truncated)
+
+
+def test_corrupt_zip_member_names_the_archive_and_the_member(tmp_path, cifar_zip):
+    corrupt = tmp_path / "cifar-sample.zip"
+    data = bytearray(cifar_zip.read_bytes())
+    with zipfile.ZipFile(cifar_zip) as opened:
+        member = opened.getinfo("train/dog/0001.jpg")
+    # Past the member's local header (30 bytes, then its name): flip a byte of the stored JPEG data.
+    data[member.header_offset + 30 + len(member.filename) + 100] ^= 0xFF
+    corrupt.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=rf"Cannot read train/dog/0001.jpg in {corrupt}: .*CRC"):
+        load_image_folder(corrupt)
+
+
+def test_zip_without_a_test_split_is_refused(tmp_path):
+    folder = copy_cifar_sample(tmp_path)
+    shutil.rmtree(folder / "test")
+    archive = zip_tree(folder, tmp_path / "train-only.zip")
+    with pytest.raises(ValueError, match=rf"{archive} has no test split: its splits are \['train'\]"):
+        load_image_dataset(archive)

@@ -2,22 +2,28 @@
 train/eval transforms that turn them into `pixel_values` for the PrimalDualViT models.
 
 Everything reads local files (Fashion-MNIST IDX files, a folder or `.zip` of `split/class/image` files) without
-network access; any other name goes to `datasets.load_dataset`.
+network access; any other name goes to `datasets.load_dataset`, except names that can only be local paths, which
+fail at once when they do not exist.
 """
 
 from __future__ import annotations
 
+import difflib
 import gzip
 import io
 import os
 import zipfile
-from collections.abc import Callable, Iterator
+import zlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import datasets
 import numpy as np
 import torch
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 from PIL import Image, ImageOps
 from transformers.image_processing_utils import BaseImageProcessor
 
@@ -36,13 +42,20 @@ FASHION_MNIST_CLASSES = (
 )
 
 _IDX_UBYTE = 0x08
+# The splits `load_image_folder` needs: the training scripts train on one and report accuracy on the other.
+_REQUIRED_SPLITS = ("train", "test")
+# Grey modes PIL gives 16-bit images (PNG, TIFF; "I" in older Pillow); `convert("L")` would clip them at 255.
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
+# Errors zipfile and gzip raise on a cut-short or damaged archive, depending on where the damage is.
+_ARCHIVE_ERRORS = (EOFError, zipfile.BadZipFile, gzip.BadGzipFile, zlib.error)
 # Suffixes PIL can read; other files (READMEs, label lists) in an image folder are skipped.
 _IMAGE_SUFFIXES = frozenset({".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp"})
 
 
 def load_fashion_mnist(data_dir: str | os.PathLike) -> datasets.DatasetDict:
     """Load Fashion-MNIST from its four IDX files (`train-images-idx3-ubyte`, `train-labels-idx1-ubyte`,
-    `t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte`, each gzipped `.gz` or not) in `data_dir`.
+    `t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte`, each gzipped `.gz` or not, and each also found under the
+    dotted names some mirrors use, e.g. `train-images.idx3-ubyte.gz`) in `data_dir`.
 
     The 28x28 grey images are stored as binary PGM: lossless and written with no compression work, which keeps
     loading the 70k images to about a second (encoding them as PNG takes ~10 s).
@@ -50,6 +63,10 @@ def load_fashion_mnist(data_dir: str | os.PathLike) -> datasets.DatasetDict:
     Returns:
         `DatasetDict` with splits `train` (60k) and `test` (10k); columns `image` (`datasets.Image`, mode "L",
         28x28) and `label` (`ClassLabel` with `FASHION_MNIST_CLASSES`).
+
+    Raises:
+        FileNotFoundError: an IDX file is under none of the names tried (the message lists them).
+        ValueError: an IDX file is truncated, corrupt or of the wrong kind (the message names it).
     """
     data_dir = Path(data_dir)
     features = datasets.Features(
@@ -57,8 +74,8 @@ def load_fashion_mnist(data_dir: str | os.PathLike) -> datasets.DatasetDict:
     )
     splits = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
-        images_path = _find_idx_file(data_dir, f"{prefix}-images-idx3-ubyte")
-        labels_path = _find_idx_file(data_dir, f"{prefix}-labels-idx1-ubyte")
+        images_path = _find_idx_file(data_dir, prefix, "images")
+        labels_path = _find_idx_file(data_dir, prefix, "labels")
         images, labels = _read_idx(images_path, ndim=3), _read_idx(labels_path, ndim=1)
         if len(images) != len(labels):
             raise ValueError(
@@ -94,6 +111,9 @@ def load_image_folder(path: str | os.PathLike) -> datasets.DatasetDict:
     its usual label order). Images from a zip are kept as their encoded bytes, images from a folder as their paths;
     `datasets` decodes them lazily on access.
 
+    The set must have a `train` and a `test` split, every class must have a training image, and class folders
+    whose names differ only in case (`train/Cat`, `test/cat`) are refused rather than read as two classes.
+
     Every image is nevertheless decoded once here, so that a corrupt file fails at once and by name rather than in
     the middle of training (for CIFAR-10 this is ~10 s of the ~15 s load on one core). That, and reading the zip
     without extracting it into the cache, is why `datasets`' own `imagefolder` builder is not used.
@@ -104,20 +124,27 @@ def load_image_folder(path: str | os.PathLike) -> datasets.DatasetDict:
 
     Raises:
         FileNotFoundError: `path` is neither a folder nor a zip file.
-        ValueError: an image does not decode (the message names it), or no image has the expected layout.
+        ValueError: an image does not decode or the zip is truncated (the message names the file), no image has
+            the expected layout, a split is missing, a class has no training image, or two class folders differ
+            only in case.
     """
     path = Path(path)
     if path.is_dir():
-        entries = list(_folder_entries(path))
+        entries, class_folders = _read_folder(path)
     elif zipfile.is_zipfile(path):
-        entries = list(_zip_entries(path))
+        entries, class_folders = _read_zip(path)
+    elif path.is_file() and path.suffix.lower() == ".zip":
+        raise ValueError(
+            f"{path} is not a complete zip archive: its end-of-archive record is missing, so the file is truncated "
+            f"or corrupt. Download or build it again (`unzip -t {path}` checks it)."
+        )
     else:
         raise FileNotFoundError(f"{path} is neither a folder nor a .zip file of <split>/<class>/<image> files.")
     if not entries:
         raise ValueError(
             f"No image found in {path} at the depth <split>/<class name>/<image file> (e.g. train/cat/0001.jpg)."
         )
-    class_names = sorted({class_name for _, class_name, _ in entries})
+    class_names = _check_layout(path, entries, class_folders)
     label_of = {class_name: label for label, class_name in enumerate(class_names)}
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=class_names)})
     info = datasets.DatasetInfo(dataset_name=path.name.removesuffix(".zip"), features=features)
@@ -143,17 +170,29 @@ def load_image_dataset(name_or_path: str | os.PathLike, **kwargs: Any) -> datase
     - anything else is a `datasets` Hub name: `datasets.load_dataset(name_or_path, **kwargs)`, with its image and
       class-label columns renamed `image` and `label` when they are called otherwise (e.g. `img` in `cifar10`).
 
+    A name that can only be a local path (a `Path`, or a string starting with `.`, `~` or `/`, holding a
+    backslash, that is no valid Hub id such as `a/b/c`, or whose parent folder exists here) and does not exist
+    fails at once, instead of being retried against the Hub.
+
     Args:
         name_or_path: local folder or zip, or Hub dataset name.
         kwargs: forwarded to `datasets.load_dataset` (Hub names only).
+
+    Raises:
+        FileNotFoundError: a local-looking path does not exist, or a folder holds neither IDX files nor images.
     """
-    path = Path(name_or_path)
+    path = Path(name_or_path).expanduser()
     if path.exists():
         if kwargs:
             raise TypeError(f"Keyword arguments {sorted(kwargs)} only apply to Hub datasets, not to the local {path}.")
-        if path.is_dir() and any(path.glob("train-images-idx3-ubyte*")):
-            return load_fashion_mnist(path)
+        if path.is_dir():
+            if any((path / name).is_file() for name in _idx_names("train", "images")):
+                return load_fashion_mnist(path)
+            if not _has_image_layout(path):
+                raise FileNotFoundError(_neither_idx_nor_images(path))
         return load_image_folder(path)
+    if _looks_local(name_or_path):
+        raise FileNotFoundError(_no_such_path(name_or_path, path))
     return standardise_image_columns(datasets.load_dataset(str(name_or_path), **kwargs))
 
 
@@ -212,7 +251,7 @@ def build_transforms(
     mode = _pil_mode(image_processor)
 
     def transform(batch: dict[str, list]) -> dict[str, torch.Tensor]:
-        images = [image.convert(mode) for image in batch["image"]]
+        images = [_convert(image, mode) for image in batch["image"]]
         if train:
             images = [_augment(image, random_crop_padding, horizontal_flip) for image in images]
         output = {"pixel_values": image_processor(images, return_tensors="pt")["pixel_values"]}
@@ -231,6 +270,23 @@ def _pil_mode(image_processor: BaseImageProcessor) -> str:
     return "L" if num_channels == 1 else "RGB"
 
 
+def _convert(image: Image.Image, mode: str) -> Image.Image:
+    """`image.convert(mode)`, with 16-bit grey images first scaled to 8 bits (PIL would clip them at 255).
+
+    Mode "I" (32-bit integers) is taken as 16-bit data, which is what older Pillow gives for a 16-bit PNG.
+    """
+    if image.mode in _SIXTEEN_BIT_MODES:
+        values = np.asarray(image)
+        if values.min(initial=0) < 0 or values.max(initial=0) > 0xFFFF:
+            raise ValueError(
+                f"A {image.mode} image holds values from {values.min()} to {values.max()}, outside the 16-bit range "
+                "0..65535 that is scaled to 8 bits. Convert the image to 8 bits yourself."
+            )
+        # 65535 / 257 = 255: the full 16-bit range maps onto the full 8-bit one, and x * 257 back onto x.
+        image = Image.fromarray(np.rint(values / 257.0).astype(np.uint8))
+    return image.convert(mode)
+
+
 def _augment(image: Image.Image, padding: int, horizontal_flip: bool) -> Image.Image:
     if padding:
         width, height = image.size
@@ -241,19 +297,75 @@ def _augment(image: Image.Image, padding: int, horizontal_flip: bool) -> Image.I
     return image
 
 
-def _find_idx_file(data_dir: Path, stem: str) -> Path:
-    for candidate in (data_dir / f"{stem}.gz", data_dir / stem):
-        if candidate.is_file():
-            return candidate
+def _idx_names(prefix: str, kind: str) -> list[str]:
+    """The names one IDX file goes by: the published dashed name and the dotted one of some mirrors (and of the
+    original MNIST files once unpacked on Windows), each gzipped or not."""
+    dims = "idx3" if kind == "images" else "idx1"
+    stems = (f"{prefix}-{kind}-{dims}-ubyte", f"{prefix}-{kind}.{dims}-ubyte")
+    return [stem + suffix for suffix in (".gz", "") for stem in stems]
+
+
+def _find_idx_file(data_dir: Path, prefix: str, kind: str) -> Path:
+    names = _idx_names(prefix, kind)
+    for name in names:
+        if (data_dir / name).is_file():
+            return data_dir / name
     raise FileNotFoundError(
-        f"No {stem}.gz (or {stem}) in {data_dir}: expected the four Fashion-MNIST IDX files "
-        "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte."
+        f"No {names[0].removesuffix('.gz')} file in {data_dir}: looked for {', '.join(names)}. A Fashion-MNIST "
+        "folder holds the four IDX files train-images, train-labels, t10k-images and t10k-labels under one of "
+        "these namings; rename the file, or download it again."
+    )
+
+
+def _neither_idx_nor_images(folder: Path) -> str:
+    held = sorted(entry.name for entry in folder.iterdir())
+    shown = ", ".join(held[:10]) + (f" and {len(held) - 10} more" if len(held) > 10 else "") if held else "nothing"
+    return (
+        f"{folder} holds neither Fashion-MNIST IDX files (looked for {', '.join(_idx_names('train', 'images'))}) "
+        "nor images laid out <split>/<class name>/<image file> (e.g. train/cat/0001.jpg); it holds "
+        f"{shown}. Rename the IDX files to one of those names, or lay the images out by split and class."
+    )
+
+
+def _looks_local(name_or_path: str | os.PathLike) -> bool:
+    """Whether a name can only mean a local path: a Hub dataset id is `name` or `owner/name`."""
+    if isinstance(name_or_path, os.PathLike):
+        return True
+    text = str(name_or_path)
+    if text.startswith((".", "~", "/")) or "\\" in text:
+        return True
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return True
+    parent = Path(text).parent
+    return parent != Path(".") and parent.is_dir()
+
+
+def _no_such_path(name_or_path: str | os.PathLike, path: Path) -> str:
+    # The nearest folder that exists, and its entries closest to the missing name, point at the typo.
+    absolute = Path(os.path.abspath(path))  # abspath, unlike Path.absolute, folds `..` away
+    existing = next((folder for folder in absolute.parents if folder.is_dir()), None)
+    missing = absolute.relative_to(existing).parts[0] if existing else path.name
+    close = difflib.get_close_matches(missing, [entry.name for entry in existing.iterdir()] if existing else [], n=3)
+    hint = f" (did you mean {', '.join(str(existing / name) for name in close)}?)" if close else ""
+    return (
+        f"{name_or_path}: no such file or directory. It can only be a local path, so it was not looked up on the "
+        f"Hub. Check the path{hint}; a Hub dataset is named `name` or `owner/name`."
     )
 
 
 def _read_idx(path: Path, ndim: int) -> np.ndarray:
     """Read an unsigned-byte IDX file (big-endian header: 0, 0, type 0x08, ndim, then ndim int32 sizes)."""
-    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except _ARCHIVE_ERRORS as error:
+            raise ValueError(
+                f"{path} is not a complete gzip file ({error}): it is truncated or corrupt. Download it again "
+                f"(`gzip -t {path}` checks it)."
+            ) from error
     if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != _IDX_UBYTE or raw[3] != ndim:
         raise ValueError(
             f"{path} is not an unsigned-byte IDX file with {ndim} dimension(s): its magic number is "
@@ -269,33 +381,95 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(shape)
 
 
-def _folder_entries(root: Path) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """Yield (split, class name, image cell) for each `<split>/<class>/<image>` file under `root`."""
+_Entry = tuple[str, str, dict[str, Any]]
+"""(split, class name, image cell) of one `<split>/<class>/<image>` file."""
+
+
+def _read_folder(root: Path) -> tuple[list[_Entry], set[tuple[str, str]]]:
+    """The images under `root`, and every `<split>/<class>` folder, with images or not."""
+    entries = []
     for file in sorted(root.glob("*/*/*")):
         if file.is_file() and _is_image_name(file.relative_to(root).parts):
             with open(file, "rb") as handle:
                 _check_decodes(handle.read(), str(file))
             split, class_name, _ = file.relative_to(root).parts
-            yield split, class_name, {"path": str(file), "bytes": None}
+            entries.append((split, class_name, {"path": str(file), "bytes": None}))
+    folders = (folder.relative_to(root).parts for folder in root.glob("*/*") if folder.is_dir())
+    return entries, {(split, name) for split, name in folders if not _is_hidden((split, name))}
 
 
-def _zip_entries(archive: Path) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """Yield (split, class name, image cell) for each `<split>/<class>/<image>` member of `archive`."""
+def _read_zip(archive: Path) -> tuple[list[_Entry], set[tuple[str, str]]]:
+    """The images of `archive`, and every `<split>/<class>` folder (explicit or implied by a member's path)."""
+    entries, folders = [], set()
     with zipfile.ZipFile(archive) as opened:
         for member in opened.infolist():
             parts = tuple(member.filename.split("/"))
+            if len(parts) >= 3 and not _is_hidden(parts[:2]):
+                folders.add(parts[:2])
             if member.is_dir() or len(parts) != 3 or not _is_image_name(parts):
                 continue
-            data = opened.read(member)
+            try:
+                data = opened.read(member)
+            except _ARCHIVE_ERRORS as error:
+                raise ValueError(
+                    f"Cannot read {member.filename} in {archive}: {error}. The archive is truncated or corrupt; "
+                    f"download or build it again (`unzip -t {archive}` checks it)."
+                ) from error
             _check_decodes(data, f"{member.filename} in {archive}")
             # The path is the fsspec URL of the member; the bytes are what `datasets` decodes.
-            yield parts[0], parts[1], {"path": f"zip://{member.filename}::{archive}", "bytes": data}
+            entries.append((parts[0], parts[1], {"path": f"zip://{member.filename}::{archive}", "bytes": data}))
+    return entries, folders
+
+
+def _check_layout(path: Path, entries: list[_Entry], class_folders: set[tuple[str, str]]) -> list[str]:
+    """Refuse a missing split, class folders that differ only in case, and classes without a training image;
+    return the sorted class names."""
+    splits = sorted({split for split, _, _ in entries})
+    missing = [split for split in _REQUIRED_SPLITS if split not in splits]
+    if missing:
+        raise ValueError(
+            f"{path} has no {' or '.join(missing)} split: its splits are {splits}. Put the images under "
+            f"{' and '.join(f'{split}/<class name>/' for split in _REQUIRED_SPLITS)}."
+        )
+    spellings: dict[str, set[str]] = defaultdict(set)
+    for _, class_name in class_folders:
+        spellings[class_name.casefold()].add(class_name)
+    clashes = [sorted(names) for names in spellings.values() if len(names) > 1]
+    if clashes:
+        listed = "; ".join(", ".join(_folders_of(names, class_folders)) for names in clashes)
+        raise ValueError(
+            f"Class folders in {path} differ only in case ({listed}): they would be read as different classes. "
+            "Rename them so that every split spells each class the same way."
+        )
+    trained = {class_name for split, class_name, _ in entries if split == "train"}
+    for class_name in sorted({class_name for _, class_name in class_folders} - trained):
+        if ("train", class_name) in class_folders:
+            problem = f"The training class folder train/{class_name} in {path} holds no image"
+        else:
+            folders = ", ".join(_folders_of([class_name], class_folders))
+            problem = f"The class {class_name!r} ({folders}) has no training folder train/{class_name} in {path}"
+        raise ValueError(
+            f"{problem}: a class without training images cannot be learnt. Add its training images, or remove "
+            "the class from every split."
+        )
+    return sorted({class_name for _, class_name in class_folders})
+
+
+def _folders_of(class_names: Iterable[str], class_folders: set[tuple[str, str]]) -> list[str]:
+    return [f"{split}/{name}" for split, name in sorted(class_folders) if name in class_names]
+
+
+def _has_image_layout(root: Path) -> bool:
+    return any(file.is_file() and _is_image_name(file.relative_to(root).parts) for file in root.glob("*/*/*"))
+
+
+def _is_hidden(parts: tuple[str, ...]) -> bool:
+    # Hidden files and macOS resource forks (`__MACOSX/`, `._name`) are not data even with an image suffix.
+    return any(part.startswith((".", "__MACOSX")) for part in parts)
 
 
 def _is_image_name(parts: tuple[str, ...]) -> bool:
-    # Hidden files and macOS resource forks (`__MACOSX/`, `._name`) are not images even with an image suffix.
-    hidden = any(part.startswith((".", "__MACOSX")) for part in parts)
-    return not hidden and os.path.splitext(parts[-1])[1].lower() in _IMAGE_SUFFIXES
+    return not _is_hidden(parts) and os.path.splitext(parts[-1])[1].lower() in _IMAGE_SUFFIXES
 
 
 def _check_decodes(data: bytes, name: str) -> None:
