@@ -3,15 +3,7 @@
 Importing the package registers its models with transformers' Auto classes.
 """
 
-from .attention import (
-    ATTENTION_TYPES,
-    AttentionOptions,
-    AttentionSpec,
-    PrimalDualSelfAttention,
-    TokenLayout,
-    parse_attention_type,
-    primal_dual_attention,
-)
+from .attention import ATTENTION_TYPES, AttentionOptions, AttentionSpec, TokenLayout, parse_attention_type
 from .configuration_attention import PrimalDualAttentionConfig
 from .configuration_primaldual_timeseries import PrimalDualTimeSeriesConfig
 from .configuration_primaldual_vit import PrimalDualViTConfig
@@ -22,7 +14,6 @@ from .feature_extraction_primaldual_timeseries import (
 from .modeling_primaldual_timeseries import (
     PrimalDualTimeSeriesForClassification,
     PrimalDualTimeSeriesModel,
-    PrimalDualTimeSeriesModelOutput,
     PrimalDualTimeSeriesPreTrainedModel,
 )
 from .modeling_primaldual_vit import (
@@ -30,6 +21,7 @@ from .modeling_primaldual_vit import (
     PrimalDualViTModel,
     PrimalDualViTPreTrainedModel,
 )
+from .modeling_attention import ATTENTION_IMPLEMENTATIONS, PrimalDualSelfAttention, primal_dual_attention
 from .registration import AUTO_CLASSES, register_auto_classes
 
 register_auto_classes()

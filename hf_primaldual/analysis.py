@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import PreTrainedModel
 
 # Softmax-transformer test accuracy (%) on the mvts-transformer protocol, as published (Flowformer's table; SPEC.md).
 PUBLISHED_SOFTMAX_UEA = {
@@ -160,6 +162,18 @@ def pairwise_head_distance(attention: torch.Tensor, query_mask: torch.Tensor | N
     return per_pair.mean(dim=1)
 
 
+@contextmanager
+def eager_attention(model: PreTrainedModel) -> Iterator[PreTrainedModel]:
+    """The model with ``attn_implementation="eager"`` inside the block (attention matrices are materialised and
+    returned by ``output_attentions=True``), its own implementation after it."""
+    previous = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        yield model
+    finally:
+        model.set_attn_implementation(previous)
+
+
 def head_redundancy(data, max_examples: int = 256) -> dict[str, list[float]]:
     """Per layer, the mean and std over ``max_examples`` inputs of :func:`pairwise_head_distance`.
 
@@ -167,7 +181,7 @@ def head_redundancy(data, max_examples: int = 256) -> dict[str, list[float]]:
         data: a :class:`hf_primaldual.evaluation.CheckpointData` (a model and a prepared dataset split).
     """
     per_layer: list[list[torch.Tensor]] = []
-    with torch.inference_mode():
+    with torch.inference_mode(), eager_attention(data.model):
         for batch in data.batches(limit=max_examples):
             batch.pop("labels", None)
             attentions = data.model(**batch, output_attentions=True).attentions

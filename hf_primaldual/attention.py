@@ -1,24 +1,22 @@
 """The primal-dual attention family of Nguyen et al., "A Primal-Dual Framework for Transformers and Neural
-Networks" (ICLR 2023, arXiv:2406.13781).
+Networks" (ICLR 2023, arXiv:2406.13781), written as the paper's formulas. This is the reference
+(``attn_implementation="eager"``); :mod:`.attention_kernels` computes the same maths through fused kernels
+(``"sdpa"``).
 
 Self-attention is the dual form (support-vector expansion) of a support vector regression fitted on the keys
-``k_j`` with targets ``v_j`` and evaluated at the queries ``q_i``. An attention is therefore three
-independent choices, which compose:
+``k_j`` with targets ``v_j`` and evaluated at the queries ``q_i``: ``o_i = sum_j A_ij v_j``. An attention is a
+**kernel**, which gives the attention matrix ``A``, and two primal choices that compose with it:
 
-* the **kernel** ``Phi(x)^T Phi(y)``: ``softmax`` (``exp(x^T y / sqrt(D))``, normalised over the keys) or
-  ``linear`` (``Phi = elu + 1``, Katharopoulos et al. 2020, O(N));
+* kernels: ``softmax`` (``A_ij = softmax_j(q_i^T k_j / sqrt(D))``), ``linear`` (``Phi = elu + 1``,
+  ``A_ij = Phi(q_i)^T Phi(k_j) / sum_l Phi(q_i)^T Phi(k_l)``, Katharopoulos et al. 2020, O(N) when not
+  materialised) and ``local_window`` (softmax over the keys with ``|i - j| <= window``: the SVR fitted on a subset
+  of the keys, the ``sparse`` type);
 * **Attention-BN**: a batch-normalisation layer in the primal. Its "batch" is the SVR's training set, the keys of
-  this sequence and head, so queries and keys are shifted by ``beta * mean_j k_j`` and divided by the keys'
-  standard deviation (per example, head and feature, over real keys only) before the kernel;
+  this sequence and head, so queries and keys become ``(x - beta * mu) * s`` with the keys' mean ``mu`` and
+  ``s = 1 / sqrt(var + eps)`` (per example, head and feature, over real keys only) before the kernel;
 * **Attention-SH**: head ``h`` fits its SVR on keys and values average-pooled along the sequence by an integer
-  factor ``s_h`` (on the 2-D patch grid for images, never pooling prefix tokens such as a class token),
-  so it costs O(N * N / s_h). Queries stay at full length.
-
-``sparse`` is the SVR fitted on a subset of the keys: a local window of ``attention_window`` keys each side.
-
-Everything that can go through :func:`torch.nn.functional.scaled_dot_product_attention` does (softmax kernel,
-with BN only q and k change, with SH one call per distinct scale, the local window as blocks); the explicit
-path that materialises the attention probabilities runs only when they are asked for.
+  factor ``s_h`` (on the 2-D patch grid for images, never pooling prefix tokens such as a class token), so it
+  costs O(N * N / s_h). Queries stay at full length.
 
 Shapes: ``B`` batch, ``H`` heads, ``N`` tokens, ``D`` head dimension. A key mask is a boolean ``(B, N)`` tensor,
 ``True`` for real keys.
@@ -27,30 +25,40 @@ Shapes: ``B`` batch, ``H`` heads, ``N`` tokens, ``D`` head dimension. A key mask
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+KERNELS = ("softmax", "linear", "local_window")
+SH_POOLING_MODES = ("mean", "max")
 
 
 @dataclass(frozen=True)
 class AttentionSpec:
-    """The composable parts an ``attention_type`` name stands for."""
+    """The composable parts an ``attention_type`` name stands for: a kernel, with or without BN and SH."""
 
-    kernel: Literal["softmax", "linear"]
+    kernel: Literal["softmax", "linear", "local_window"]
     batch_norm: bool = False
     scaled_heads: bool = False
-    local_window: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kernel not in KERNELS:
+            raise ValueError(f"Unknown attention kernel {self.kernel!r}: choose one of {', '.join(KERNELS)}.")
+        if self.kernel == "local_window" and (self.batch_norm or self.scaled_heads):
+            # BN's statistics and SH's pooled keys are defined over the whole sequence, a window's keys are
+            # per query: the composition is not the paper's and is not defined here.
+            raise ValueError(
+                "The local-window kernel (sparse attention) does not compose with Attention-BN or Attention-SH: "
+                "use the softmax or linear kernel for those."
+            )
 
 
 ATTENTION_TYPES: dict[str, AttentionSpec] = {
     "softmax": AttentionSpec("softmax"),
     "linear": AttentionSpec("linear"),
-    "sparse": AttentionSpec("softmax", local_window=True),
+    "sparse": AttentionSpec("local_window"),
     "bn": AttentionSpec("softmax", batch_norm=True),
     "sh": AttentionSpec("softmax", scaled_heads=True),
     "bn_sh": AttentionSpec("softmax", batch_norm=True, scaled_heads=True),
@@ -59,14 +67,12 @@ ATTENTION_TYPES: dict[str, AttentionSpec] = {
     "linear_bn_sh": AttentionSpec("linear", batch_norm=True, scaled_heads=True),
 }
 
-SH_POOLING_MODES = ("mean", "max")
-
 
 def parse_attention_type(name: str) -> AttentionSpec:
     """The :class:`AttentionSpec` of an ``attention_type`` name; a clear error for an unknown one."""
     try:
         return ATTENTION_TYPES[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ValueError(
             f"Unknown attention_type {name!r}. Choose one of: {', '.join(ATTENTION_TYPES)}."
         ) from None
@@ -129,223 +135,57 @@ class AttentionOptions:
         return sorted(groups.items())
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Masks
-# ----------------------------------------------------------------------------------------------------------------
+def safe_compute_dtype(spec: AttentionSpec, dtype: torch.dtype) -> torch.dtype:
+    """The dtype an attention runs in for inputs of ``dtype``.
 
-
-def _with_some_key(mask: torch.Tensor) -> torch.Tensor:
-    """Let a query that may see no key (a padded query outside every real key's window) see all of them.
-
-    Its output is discarded by the model anyway; this keeps it finite instead of NaN, which would leak into
-    gradients through the masked reductions downstream.
+    float16 cannot hold BN's ``1 / (var + eps)`` for a (near) constant key feature (1e5 > 65504) nor the linear
+    kernel's sums over the keys: those types run in float32 and return float16. bfloat16 has float32's range.
     """
-    return mask | ~mask.any(dim=-1, keepdim=True)
+    if dtype == torch.float16 and (spec.batch_norm or spec.kernel == "linear"):
+        return torch.float32
+    return dtype
 
 
-def _key_mask_4d(key_mask: torch.Tensor | None) -> torch.Tensor | None:
-    """``(B, N)`` -> ``(B, 1, 1, N)``, broadcastable against ``(B, H, N_q, N)`` scores."""
+# ----------------------------------------------------------------------------------------------------------------
+# Kernels: the attention matrix A (B, H, N_q, N_k) of queries (B, H, N_q, D) and keys (B, H, N_k, D)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _allowed(key_mask: torch.Tensor | None) -> torch.Tensor | None:
     return None if key_mask is None else key_mask[:, None, None, :]
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Kernels
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def softmax_kernel_attention(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    mask: torch.Tensor | None = None,
-    dropout_p: float = 0.0,
-    need_weights: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``softmax_j(q_i^T k_j / sqrt(D)) v_j``.
-
-    Args:
-        query: ``(B, H, N_q, D)``; key, value: ``(B, H, N_k, D)``.
-        mask: boolean, broadcastable to ``(B, H, N_q, N_k)``, ``True`` where a query may attend to a key.
-        need_weights: take the explicit path and also return the ``(B, H, N_q, N_k)`` probabilities.
-    """
-    if mask is not None:
-        mask = _with_some_key(mask)
-    if not need_weights:
-        if dropout_p > 0 and _fused_dropout_available(query, key, value):
-            shape = query.shape[:-1] + key.shape[-2:-1]
-            dropout_mask, dropout_p = attention_dropout_additive_mask(shape, dropout_p, query.dtype)
-            return _fused_attention_with_dropout(query, key, value, mask, dropout_mask, dropout_p), None
-        return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout_p), None
-
-    scores = torch.matmul(query, key.transpose(-1, -2)) * query.shape[-1] ** -0.5
-    if mask is not None:
-        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-    probs = scores.softmax(dim=-1, dtype=torch.float32).to(query.dtype)
-    output = torch.matmul(F.dropout(probs, p=dropout_p), value)
-    return output, probs
-
-
-# PyTorch's CPU SDPA has no fused kernel with dropout: with dropout_p > 0 it runs its math kernel, which
-# materialises the attention matrix several times over and draws one Bernoulli variable per entry (measured at
-# N = 1152, 8 heads, head dim 8: 10x slower forward + backward than without dropout). Dropout is instead run
-# through the fused kernel with the dropped entries masked out, and renormalised with the log-sum-exps it returns.
-_flash_attention_cpu = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-_flash_attention_cpu_backward = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
-
-
-def _fused_dropout_available(*tensors: torch.Tensor) -> bool:
-    # Under torch.compile, SDPA's own dropout is left to inductor, which fuses it (and cannot trace the NumPy
-    # generator the keep mask is drawn from).
-    return _flash_attention_cpu is not None and not torch.compiler.is_compiling() and all(
-        t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64, torch.bfloat16) for t in tensors
-    )
-
-
-# Lanes drawn per chunk: the chunk's words, flags and mask entries stay in cache, and no array as large as the mask
-# is allocated besides the mask itself (a fresh allocation of that size costs as much as filling it, in page faults).
-_DROPOUT_MASK_CHUNK = 1 << 20
-_SAME_WIDTH_INTEGER = {torch.float32: torch.int32, torch.float64: torch.int64, torch.bfloat16: torch.int16}
-
-
-def _random_lanes(numel: int) -> Iterator[tuple[slice, np.ndarray]]:
-    """``numel`` 16-bit lanes uniform on [-32768, 32768), in chunks: four per 64-bit word of NumPy's PCG64, seeded
-    by one draw of PyTorch's global generator."""
-    seed = int(torch.empty((), dtype=torch.int64).random_())
-    bit_generator = np.random.default_rng(seed).bit_generator
-    for start in range(0, numel, _DROPOUT_MASK_CHUNK):
-        count = min(_DROPOUT_MASK_CHUNK, numel - start)
-        yield slice(start, start + count), bit_generator.random_raw(-(-count // 4)).view(np.int16)[:count]
-
-
-def _drop_threshold(p: float) -> tuple[int, float]:
-    """The lane value under which an entry is dropped, and the drop probability that gives (p to 2**-16)."""
-    dropped = round(p * 65536)
-    return dropped - 32768, dropped / 65536
-
-
-def attention_dropout_keep_mask(shape: Sequence[int], p: float) -> tuple[torch.Tensor, float]:
-    """A boolean ``shape`` mask, ``True`` with probability ``1 - p``, and the exact drop probability it has.
-
-    The bits come from NumPy's PCG64, seeded by one draw of PyTorch's global generator, so ``torch.manual_seed``
-    and the Trainer's saved RNG state make the masks reproducible. Each 64-bit word gives four 16-bit lanes, so
-    the drop probability is ``p`` rounded to a multiple of 2**-16 (0.1 -> 0.100006). PyTorch's own CPU generators
-    draw one value at a time through the Mersenne twister: ``torch.bernoulli`` or ``torch.rand`` took 4-6 s for
-    the 170M entries of one attention layer at N = 1152 (batch 16, 8 heads), this takes 0.6 s.
-    """
-    keep = torch.empty(tuple(shape), dtype=torch.bool)
-    flat = keep.view(-1).numpy()
-    threshold, p = _drop_threshold(p)
-    for where, lanes in _random_lanes(flat.size):
-        np.greater_equal(lanes, threshold, out=flat[where])
-    return keep, p
-
-
-def attention_dropout_additive_mask(shape: Sequence[int], p: float, dtype: torch.dtype) -> tuple[torch.Tensor, float]:
-    """The same draw as :func:`attention_dropout_keep_mask` (the same mask after the same seed), as the additive
-    mask the fused kernel takes: 0 where kept, ``-inf`` where dropped, in ``dtype`` (float32, float64 or bfloat16).
-
-    Written straight from the random lanes as the bit patterns of 0 and ``-inf``: going through the boolean mask
-    and ``torch.where`` took a third of a training step at N = 1152.
-    """
-    mask = torch.empty(tuple(shape), dtype=dtype)
-    integer = _SAME_WIDTH_INTEGER[dtype]
-    bits = mask.view(-1).view(integer).numpy()
-    minus_infinity = bits.dtype.type(torch.tensor(float("-inf"), dtype=dtype).view(integer).item())
-    threshold, p = _drop_threshold(p)
-    for where, lanes in _random_lanes(bits.size):
-        np.multiply(np.less(lanes, threshold), minus_infinity, out=bits[where])
-    return mask, p
-
-
-def _additive_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-    if mask is None:
-        return None
-    return torch.where(mask, torch.zeros((), dtype=dtype), torch.full((), float("-inf"), dtype=dtype))
-
-
-class _SoftmaxAttentionWithDropout(torch.autograd.Function):
-    """``((softmax(S) * keep) / (1 - p)) V`` with ``S = QK^T / sqrt(D)`` through the fused CPU kernel.
-
-    With ``P' = softmax`` over the kept entries only (the fused kernel with the dropped entries masked) and
-    ``rho_i = sum_j keep_ij P_ij = exp(lse'_i - lse_i)``, the output is ``O_i = rho_i / (1 - p) * O'_i``. Backward,
-    with ``G = dL/dO`` and ``Delta_i = G_i . O_i``:
-
-        dL/dS_ij = keep_ij P_ij (G_i . v_j) / (1 - p) - Delta_i P_ij
-
-    The first term is the fused backward of the masked call with ``G_i rho_i / (1 - p)`` as output gradient and a
-    zero output (so its ``rowsum(dO * O)`` is 0); the second is the fused backward of the unmasked call with
-    values 0, output gradient ``e_1`` and an output whose first column is ``Delta`` (so its ``dP`` is 0 and its
-    ``rowsum(dO * O)`` is ``Delta``). Both give dQ and dK; dV comes from the first.
-    """
-
-    @staticmethod
-    def forward(ctx, query, key, value, kept_mask, key_mask, p):
-        scale = query.shape[-1] ** -0.5
-        kept_output, kept_lse = _flash_attention_cpu(query, key, value, attn_mask=kept_mask, scale=scale)
-        _, lse = _flash_attention_cpu(query, key, value, attn_mask=key_mask, scale=scale)
-        # A query whose every key was dropped has kept_lse = -inf, rho = 0 and output 0, as the formula says.
-        rho = torch.exp(kept_lse - lse).div_(1 - p).unsqueeze(-1).to(query.dtype)
-        output = kept_output * rho
-        ctx.save_for_backward(query, key, value, kept_mask, key_mask, output, kept_lse, lse, rho)
-        ctx.scale = scale
-        return output
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        query, key, value, kept_mask, key_mask, output, kept_lse, lse, rho = ctx.saved_tensors
-        grad_output = grad_output.contiguous()
-        zeros = torch.zeros_like(output)
-        grad_query, grad_key, grad_value = _flash_attention_cpu_backward(
-            grad_output * rho, query, key, value, zeros, kept_lse, 0.0, False, attn_mask=kept_mask, scale=ctx.scale
-        )
-        first_column = torch.zeros_like(output)
-        first_column[..., 0] = 1
-        delta = torch.zeros_like(output)
-        delta[..., 0] = (grad_output * output).sum(-1)
-        unmasked_query, unmasked_key, _ = _flash_attention_cpu_backward(
-            first_column, query, key, torch.zeros_like(value), delta, lse, 0.0, False, attn_mask=key_mask,
-            scale=ctx.scale,
-        )
-        return grad_query + unmasked_query, grad_key + unmasked_key, grad_value, None, None, None
-
-
-def _fused_attention_with_dropout(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    mask: torch.Tensor | None,
-    dropout_mask: torch.Tensor,
-    p: float,
+def softmax_kernel(
+    query: torch.Tensor, key: torch.Tensor, key_mask: torch.Tensor | None, options: AttentionOptions
 ) -> torch.Tensor:
-    """``dropout_mask``: additive ``(B, H, N_q, N_k)``, ``-inf`` for the dropped probabilities; the padded keys
-    are masked into it in place, so it must be the caller's own."""
-    if mask is not None:
-        dropout_mask.masked_fill_(~mask, float("-inf"))
-    return _SoftmaxAttentionWithDropout.apply(
-        query.contiguous(), key.contiguous(), value.contiguous(), dropout_mask, _additive_mask(mask, query.dtype),
-        float(p),
-    )
+    """``A_ij = softmax_j(q_i^T k_j / sqrt(D))`` over the real keys."""
+    return _masked_softmax(_scores(query, key), _allowed(key_mask), query.dtype)
 
 
-def softmax_attention_with_dropout(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    mask: torch.Tensor | None,
-    keep: torch.Tensor,
-    p: float,
+def local_window_kernel(
+    query: torch.Tensor, key: torch.Tensor, key_mask: torch.Tensor | None, options: AttentionOptions
 ) -> torch.Tensor:
-    """``((softmax_j(q_i^T k_j / sqrt(D)) * keep_ij) / (1 - p)) v_j``: attention dropout with a given mask, through
-    PyTorch's fused CPU kernel.
+    """Softmax over the real keys ``j`` with ``|i - j| <= attention_window`` (sparse attention)."""
+    positions = torch.arange(query.shape[-2], device=query.device)
+    allowed = (positions[:, None] - positions[None, :]).abs() <= options.attention_window
+    if key_mask is not None:
+        allowed = allowed & _allowed(key_mask)
+    return _masked_softmax(_scores(query, key), allowed, query.dtype)
 
-    Args:
-        query: ``(B, H, N_q, D)``; key, value: ``(B, H, N_k, D)``.
-        mask: boolean, broadcastable to ``(B, H, N_q, N_k)``, ``True`` where a query may attend to a key; every
-            query must be allowed some key.
-        keep: boolean ``(B, H, N_q, N_k)``, ``False`` for the dropped probabilities
-            (:func:`attention_dropout_keep_mask`); p: the probability they were dropped with.
-    """
-    return _fused_attention_with_dropout(query, key, value, mask, _additive_mask(keep, query.dtype), p)
+
+def _scores(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    """``q_i^T k_j / sqrt(D)`` in at least float32: half precision overflows on large queries and keys, where the
+    fused kernels accumulate in float32 too."""
+    dtype = torch.promote_types(query.dtype, torch.float32)
+    return torch.matmul(query.to(dtype), key.to(dtype).transpose(-1, -2)) * query.shape[-1] ** -0.5
+
+
+def _masked_softmax(scores: torch.Tensor, allowed: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+    if allowed is not None:
+        # The dtype's lowest value, not -inf: a query that may see no key (a padded one) gets uniform weights,
+        # finite, instead of NaN that would leak into gradients; the model discards its output.
+        scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+    return scores.softmax(dim=-1).to(dtype)
 
 
 def elu_feature_map(x: torch.Tensor) -> torch.Tensor:
@@ -353,99 +193,28 @@ def elu_feature_map(x: torch.Tensor) -> torch.Tensor:
     return F.elu(x) + 1.0
 
 
-def linear_kernel_attention(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    key_mask: torch.Tensor | None = None,
-    need_weights: bool = False,
-    eps: float = 1e-6,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``Phi(q_i)^T (sum_j Phi(k_j) v_j^T) / (Phi(q_i)^T sum_j Phi(k_j))`` in O(N), with no 1/sqrt(D) scale.
+LINEAR_KERNEL_EPS = 1e-6
 
-    The linear kernel never forms the attention matrix, so it has no attention dropout.
 
-    Args:
-        query: ``(B, H, N_q, D)``; key, value: ``(B, H, N_k, D)``.
-        key_mask: boolean ``(B, N_k)``, ``True`` for real keys.
-        need_weights: also return the ``(B, H, N_q, N_k)`` normalised kernel matrix (O(N^2)).
-    """
-    phi_query = elu_feature_map(query)
-    phi_key = elu_feature_map(key)
+def linear_kernel(
+    query: torch.Tensor, key: torch.Tensor, key_mask: torch.Tensor | None, options: AttentionOptions
+) -> torch.Tensor:
+    """``A_ij = Phi(q_i)^T Phi(k_j) / sum_l Phi(q_i)^T Phi(k_l)`` over the real keys, no ``1/sqrt(D)`` scale."""
+    similarity = torch.matmul(elu_feature_map(query), elu_feature_map(key).transpose(-1, -2))
     if key_mask is not None:
-        phi_key = phi_key * key_mask[:, None, :, None].to(phi_key.dtype)
-
-    if need_weights:
-        weights = torch.matmul(phi_query, phi_key.transpose(-1, -2))
-        weights = weights / weights.sum(dim=-1, keepdim=True).clamp_min(eps)
-        return torch.matmul(weights, value), weights
-
-    key_value = torch.matmul(phi_key.transpose(-1, -2), value)  # (B, H, D, D_v)
-    normaliser = torch.matmul(phi_query, phi_key.sum(dim=-2).unsqueeze(-1))  # (B, H, N_q, 1)
-    return torch.matmul(phi_query, key_value) / normaliser.clamp_min(eps), None
+        similarity = similarity * _allowed(key_mask).to(similarity.dtype)
+    return similarity / similarity.sum(dim=-1, keepdim=True).clamp_min(LINEAR_KERNEL_EPS)
 
 
-def local_window_attention(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    window: int,
-    key_mask: torch.Tensor | None = None,
-    dropout_p: float = 0.0,
-    need_weights: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Sparse attention: query ``i`` attends to keys ``j`` with ``|i - j| <= window`` (softmax kernel).
-
-    The fast path splits the queries into blocks of ``block = max(window, 32)`` and gives each block the
-    ``block + 2 * window`` keys around it, so time and memory are O(N * window), in one fused call. The explicit
-    path (``need_weights``) builds the dense ``(N, N)`` band and returns its probabilities.
-
-    Args:
-        query, key, value: ``(B, H, N, D)``.
-        key_mask: boolean ``(B, N)``, ``True`` for real keys.
-    """
-    batch, heads, length, head_dim = query.shape
-    positions = torch.arange(length, device=query.device)
-    if need_weights:
-        band = (positions[:, None] - positions[None, :]).abs() <= window
-        mask = band if key_mask is None else band & key_mask[:, None, None, :]
-        return softmax_kernel_attention(query, key, value, mask, dropout_p, need_weights=True)
-
-    block = min(max(window, 32), length)
-    num_blocks = math.ceil(length / block)
-    padded_length = num_blocks * block
-    span = block + 2 * window
-
-    # Keys are padded by `window` on the left and up to the last block's reach on the right, so that block b's
-    # keys are the contiguous slice [b * block, b * block + span) of the padded sequence.
-    def key_windows(x: torch.Tensor) -> torch.Tensor:  # (B, H, N, D) -> (B * nb, H, span, D)
-        x = F.pad(x, (0, 0, window, padded_length - length + window))
-        x = x.unfold(2, span, block)  # (B, H, nb, D, span)
-        return x.permute(0, 2, 1, 4, 3).reshape(batch * num_blocks, heads, span, head_dim)
-
-    query_blocks = F.pad(query, (0, 0, 0, padded_length - length))
-    query_blocks = query_blocks.view(batch, heads, num_blocks, block, head_dim).transpose(1, 2)
-    query_blocks = query_blocks.reshape(batch * num_blocks, heads, block, head_dim)
-
-    real_keys = torch.ones(batch, length, dtype=torch.bool, device=query.device) if key_mask is None else key_mask
-    real_keys = F.pad(real_keys, (window, padded_length - length + window)).unfold(1, span, block)  # (B, nb, span)
-    offsets = torch.arange(span, device=query.device)[None, :] - torch.arange(block, device=query.device)[:, None]
-    band = (offsets >= 0) & (offsets <= 2 * window)  # (block, span): |i - j| <= window in padded coordinates
-    mask = (band & real_keys[:, :, None, :]).reshape(batch * num_blocks, 1, block, span)
-
-    output, _ = softmax_kernel_attention(query_blocks, key_windows(key), key_windows(value), mask, dropout_p)
-    output = output.view(batch, num_blocks, heads, block, head_dim).transpose(1, 2)
-    return output.reshape(batch, heads, padded_length, head_dim)[:, :, :length], None
+ATTENTION_KERNELS = {"softmax": softmax_kernel, "linear": linear_kernel, "local_window": local_window_kernel}
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Attention-BN and Attention-SH
+# Attention-BN: the primal batch norm, a transform of queries and keys
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _key_statistics(
-    key: torch.Tensor, key_mask: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor]:
+def key_statistics(key: torch.Tensor, key_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """The keys' ``(var, mean)`` per example, head and feature over the real keys, ``(B, H, 1, D)``, in >= float32."""
     keys = key.to(torch.promote_types(key.dtype, torch.float32))
     if key_mask is None:
@@ -473,7 +242,7 @@ def batch_normalize_queries_keys(
     Args:
         query: ``(B, H, N_q, D)``; key: ``(B, H, N_k, D)``; key_mask: boolean ``(B, N_k)``.
     """
-    var, mean = _key_statistics(key, key_mask)
+    var, mean = key_statistics(key, key_mask)
     shift = (mean_weight * mean).to(key.dtype)
     query, key = query - shift, key - shift
     if use_std:
@@ -482,78 +251,12 @@ def batch_normalize_queries_keys(
     return query, key
 
 
-class _DotProductBatchNorm(torch.autograd.Function):
-    """``((q - beta mu) * s^2, k - beta mu)`` with every key real, its backward pass written out.
-
-    Autograd's graph of the same formula makes about twice as many passes over ``q`` and ``k`` (a separate
-    reduction for each broadcast operand, ``var_mean``'s own backward); this one makes one pass per term below.
-    With ``n`` keys, ``g_q' = dL/dq'``, ``g_k' = dL/dk'``, ``c = k - mu``:
-
-        dL/dq = g_q' s^2
-        dL/dk = g_k' - beta (sum_i dL/dq_i + sum_j g_k'_j) / n - (2 / n) s^4 (sum_i g_q'_i (q_i - beta mu)) c
-    """
-
-    @staticmethod
-    def forward(ctx, query, key, eps, mean_weight, use_std):
-        mean = key.mean(dim=-2, keepdim=True)
-        centred = key - mean
-        shift = mean * mean_weight
-        key_out = centred if mean_weight == 1 else key - shift
-        query_out = query - shift
-        inv_var = None
-        if use_std:
-            inv_var = torch.reciprocal(centred.square().mean(dim=-2, keepdim=True).add_(eps))
-            query_out.mul_(inv_var)
-        ctx.mean_weight, ctx.use_std = mean_weight, use_std
-        ctx.save_for_backward(query_out, centred, inv_var)
-        return query_out, key_out
-
-    @staticmethod
-    def backward(ctx, grad_query_out, grad_key_out):
-        query_out, centred, inv_var = ctx.saved_tensors
-        length = centred.shape[-2]
-        if grad_query_out is None:
-            grad_query_out = torch.zeros_like(query_out)
-        if grad_key_out is None:
-            grad_key_out = torch.zeros_like(centred)
-        grad_query = grad_query_out * inv_var if ctx.use_std else grad_query_out
-        grad_mean = (grad_query.sum(dim=-2, keepdim=True) + grad_key_out.sum(dim=-2, keepdim=True)).mul_(
-            -ctx.mean_weight / length
-        )
-        grad_key = grad_key_out + grad_mean
-        if ctx.use_std:
-            # sum_i g_q'_i (q_i - beta mu) = sum_i g_q'_i q'_i / s^2, so d/dvar = -s^4 * that = -s^2 sum_i g_q'_i q'_i
-            grad_var = (grad_query_out * query_out).sum(dim=-2, keepdim=True).mul_(inv_var).mul_(-2.0 / length)
-            grad_key = grad_key.addcmul_(centred, grad_var)
-        return grad_query, grad_key, None, None, None
+# ----------------------------------------------------------------------------------------------------------------
+# Attention-SH: keys and values pooled per head
+# ----------------------------------------------------------------------------------------------------------------
 
 
-def _batch_normalize_for_dot_product(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    key_mask: torch.Tensor | None,
-    eps: float,
-    mean_weight: float,
-    use_std: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention-BN where only the dot products ``q_i^T k_j`` matter (the softmax kernel): the same scores as
-    :func:`batch_normalize_queries_keys` with fewer passes over ``q`` and ``k``.
-
-    ``((q - beta mu) * s)^T ((k - beta mu) * s) = ((q - beta mu) * s^2)^T (k - beta mu)``, so the whole scale goes on
-    the queries. The keys stay centred, so the scores are as well conditioned as with the scale on both sides.
-    """
-    if key_mask is None and query.dtype in (torch.float32, torch.float64) and key.dtype == query.dtype:
-        return _DotProductBatchNorm.apply(query, key, eps, float(mean_weight), use_std)
-    var, mean = _key_statistics(key, key_mask)
-    if mean_weight != 0:
-        shift = (mean_weight * mean).to(key.dtype)
-        query, key = query - shift, key - shift
-    if use_std:
-        query = query * torch.reciprocal(var + eps).to(key.dtype)
-    return query, key
-
-
-def _slot_of_token(length: int, scale: int, layout: TokenLayout, device: torch.device) -> torch.Tensor:
+def slot_of_token(length: int, scale: int, layout: TokenLayout, device: torch.device) -> torch.Tensor:
     """The ``(N,)`` index of the pooled slot each token goes into (prefix tokens keep their own slots)."""
     prefix = layout.num_prefix_tokens
     if layout.grid is None:
@@ -567,123 +270,12 @@ def _slot_of_token(length: int, scale: int, layout: TokenLayout, device: torch.d
     return torch.cat([torch.arange(prefix, device=device), prefix + token_slot])
 
 
-def _pool_every_key_real(
-    x: torch.Tensor, scale: int, layout: TokenLayout, mode: Literal["mean", "max"]
-) -> torch.Tensor | None:
-    """Pooling of ``(B, H, N, D)`` keys or values when every key is real, without gathering the windows: a strided
-    reduction over the whole windows of a sequence, ``avg_pool2d`` in ceil mode (whose partial windows average the
-    members they have) on a grid. None where the general path is needed (max-pooling a partial grid).
-    """
-    prefix = layout.num_prefix_tokens
-    # split, not two slices: its backward gathers the two gradients with one cat instead of two zero-filled copies
-    # (and no split at all where one part would be empty: its backward would copy the whole gradient)
-    head, body = x.split([prefix, x.shape[-2] - prefix], dim=-2) if prefix else (None, x)
-    if mode == "mean":
-        # sum, then divide the (small) result in place: the same numbers as mean, and its backward materialises the
-        # window-broadcast gradient once instead of twice (mean's backward divides the expanded gradient first)
-        def reduce(windows: torch.Tensor, dim: int, keepdim: bool = False) -> torch.Tensor:
-            return windows.sum(dim=dim, keepdim=keepdim).div_(windows.shape[dim])
-    else:
-        reduce = torch.amax
-    if layout.grid is None:
-        length = body.shape[-2]
-        whole = length // scale * scale
-        windows, tail = body.split([whole, length - whole], dim=-2) if 0 < whole < length else (body, body)
-        parts = [head] if prefix else []
-        if whole:
-            parts.append(reduce(windows.unflatten(-2, (whole // scale, scale)), dim=-2))
-        if whole < length:
-            parts.append(reduce(tail, dim=-2, keepdim=True))
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-2)
-
-    height, width = layout.grid
-    if mode == "mean":
-        # (B, H, h*w, D) -> (B, H*D, h, w): a channels-last view of the (B, N, H, D) layout the projections produce,
-        # for avg_pool2d's channels-last kernel (about twice as fast as a strided mean over the windows' two axes).
-        batch, heads, _, dim = body.shape
-        grid = body.unflatten(-2, (height, width)).permute(0, 1, 4, 2, 3).reshape(batch, heads * dim, height, width)
-        pooled = F.avg_pool2d(grid, scale, scale, ceil_mode=True)
-        pooled = pooled.reshape(batch, heads, dim, -1).transpose(-1, -2)
-    elif height % scale == 0 and width % scale == 0:
-        windows = body.unflatten(-2, (height // scale, scale, width // scale, scale))  # (B, H, sh, s, sw, s, D)
-        pooled = windows.amax(dim=(-4, -2)).flatten(-3, -2)
-    else:
-        return None
-    return torch.cat([head, pooled], dim=-2) if prefix else pooled
-
-
-def _pool(
-    key: torch.Tensor,
-    value: torch.Tensor,
-    key_mask: torch.Tensor | None,
-    scale: int,
-    layout: TokenLayout,
-    mode: Literal["mean", "max"],
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """:func:`pool_keys_values` without ``slot_of_token``."""
-    prefix = layout.num_prefix_tokens
-    length = key.shape[-2]
-    device = key.device
-    body_length = length - prefix
-    if layout.grid is not None and layout.grid[0] * layout.grid[1] != body_length:
+def check_layout(length: int, layout: TokenLayout) -> None:
+    if layout.grid is not None and layout.grid[0] * layout.grid[1] != length - layout.num_prefix_tokens:
         height, width = layout.grid
-        raise ValueError(f"A {height}x{width} grid does not hold the {body_length} non-prefix tokens.")
-
-    if key_mask is None:
-        pooled_key = _pool_every_key_real(key, scale, layout, mode)
-        if pooled_key is not None:
-            return pooled_key, _pool_every_key_real(value, scale, layout, mode), None
-
-    # The number of slots, and the zero-padding that makes every window full. (Every name the closures below
-    # read is bound on both branches: torch.compile cannot read an unbound closure cell and breaks the graph.)
-    height = width = slots_h = slots_w = 0
-    if layout.grid is None:
-        num_slots = math.ceil(body_length / scale)
-        pad = num_slots * scale - body_length
-    else:
-        height, width = layout.grid
-        slots_h, slots_w = math.ceil(height / scale), math.ceil(width / scale)
-        num_slots = slots_h * slots_w
-        pad = (slots_h * scale - height, slots_w * scale - width)
-
-    def windows(x: torch.Tensor) -> torch.Tensor:
-        """(..., N_body, D) -> (..., num_slots, scale * scale_or_1, D): the members of each slot."""
-        if layout.grid is None:
-            x = F.pad(x, (0, 0, 0, pad))
-            return x.unflatten(-2, (num_slots, scale))
-        x = x.unflatten(-2, (height, width))
-        x = F.pad(x, (0, 0, 0, pad[1], 0, pad[0]))
-        x = x.unflatten(-3, (slots_h, scale)).unflatten(-2, (slots_w, scale))  # (..., sh, s, sw, s, D)
-        return x.transpose(-4, -3).flatten(-5, -4).flatten(-3, -2)
-
-    body_mask = None if key_mask is None else key_mask[:, prefix:]
-    exact_windows = (pad == 0 or pad == (0, 0)) and body_mask is None
-    if exact_windows:
-        member_mask, counts = None, None
-    else:
-        real = torch.ones(1, body_length, device=device) if body_mask is None else body_mask.to(key.dtype)
-        member_mask = windows(real[:, None, :, None])  # (B|1, 1, M, members, 1)
-        counts = member_mask.sum(dim=-2)  # (B|1, 1, M, 1)
-
-    def pool(x: torch.Tensor) -> torch.Tensor:
-        members = windows(x[..., prefix:, :])
-        if mode == "max":
-            if member_mask is not None:
-                members = members.masked_fill(member_mask == 0, torch.finfo(x.dtype).min)
-            pooled = members.amax(dim=-2)
-            if counts is not None:
-                pooled = pooled.masked_fill(counts == 0, 0.0)
-        elif member_mask is None:
-            pooled = members.mean(dim=-2)
-        else:
-            pooled = (members * member_mask).sum(dim=-2) / counts.clamp_min(1.0)
-        return torch.cat([x[..., :prefix, :], pooled], dim=-2)
-
-    pooled_mask = None
-    if counts is not None and body_mask is not None:
-        slot_is_real = counts[:, 0, :, 0] > 0  # (B, M)
-        pooled_mask = torch.cat([key_mask[:, :prefix], slot_is_real], dim=-1)
-    return pool(key), pool(value), pooled_mask
+        raise ValueError(
+            f"A {height}x{width} grid does not hold the {length - layout.num_prefix_tokens} non-prefix tokens."
+        )
 
 
 def pool_keys_values(
@@ -693,7 +285,7 @@ def pool_keys_values(
     scale: int,
     layout: TokenLayout,
     mode: Literal["mean", "max"] = "mean",
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Attention-SH's downsampling of keys and values by ``scale`` along the sequence (or the 2-D grid).
 
     A pooled key is the mean (or max) of its real members only; a pooled slot with no real member is masked.
@@ -704,179 +296,120 @@ def pool_keys_values(
         key, value: ``(B, H, N, D)``; key_mask: boolean ``(B, N)`` or None (all real).
 
     Returns:
-        ``(key, value, key_mask, slot_of_token)``: pooled ``(B, H, M, D)`` keys and values, their ``(B, M)`` mask
-        (None when every slot is real), and the ``(N,)`` index of the slot each original token went into.
+        ``(key, value, key_mask)``: pooled ``(B, H, M, D)`` keys and values and their ``(B, M)`` mask (None when
+        ``key_mask`` is None). Token ``j`` went into slot :func:`slot_of_token`\\ ``[j]``.
     """
     length = key.shape[-2]
-    key, value, pooled_mask = _pool(key, value, key_mask, scale, layout, mode)
-    return key, value, pooled_mask, _slot_of_token(length, scale, layout, key.device)
+    check_layout(length, layout)
+    slots = slot_of_token(length, scale, layout, key.device)
+    num_slots = int(slots[-1]) + 1 if length else 0
+    real = torch.ones(1, length, device=key.device) if key_mask is None else key_mask.to(torch.float32)
+    membership = F.one_hot(slots, num_slots).to(real.dtype)  # (N, M)
+    counts = real @ membership  # (B|1, M): real members per slot
+
+    def pool(x: torch.Tensor) -> torch.Tensor:
+        members = real[:, None, :, None].to(x.dtype)
+        if mode == "mean":
+            sums = torch.einsum("bhnd,nm->bhmd", x * members, membership.to(x.dtype))
+            return sums / counts[:, None, :, None].clamp_min(1.0).to(x.dtype)
+        # max over the real members of each slot: the others are lowered to the dtype's minimum first
+        spread = x.unsqueeze(-2).masked_fill(~(membership.bool()[:, :, None] & (members > 0)[..., None]),
+                                             torch.finfo(x.dtype).min)  # (B, H, N, M, D)
+        pooled = spread.amax(dim=-3)
+        return pooled.masked_fill((counts == 0)[:, None, :, None], 0.0)
+
+    pooled_mask = None if key_mask is None else counts > 0
+    return pool(key), pool(value), pooled_mask
 
 
-def _unpool_weights(
-    weights: torch.Tensor, slot_of_token: torch.Tensor, key_mask: torch.Tensor | None
+def spread_over_members(
+    weights: torch.Tensor, slots: torch.Tensor, key_mask: torch.Tensor | None
 ) -> torch.Tensor:
     """Spread the weight of each pooled slot evenly over its real members: ``(B, H, N, M)`` -> ``(B, H, N, N)``.
 
-    For mean pooling this is exact: ``sum_slot a_slot * mean(v_members) = sum_j (a_slot(j) / count) v_j``.
+    With every member ``j`` of slot ``m`` given the slot's pooled value, ``sum_j A'_ij v_m(j) = sum_m A_im v_m``:
+    the output over the original keys is exactly the pooled one, for mean and max pooling alike.
     """
     real = (
-        torch.ones(1, slot_of_token.numel(), device=weights.device, dtype=weights.dtype)
+        torch.ones(1, slots.numel(), device=weights.device, dtype=weights.dtype)
         if key_mask is None
         else key_mask.to(weights.dtype)
     )
     counts = torch.zeros(real.shape[0], weights.shape[-1], device=weights.device, dtype=weights.dtype)
-    counts.index_add_(1, slot_of_token, real)
-    per_token = real / counts[:, slot_of_token].clamp_min(1.0)  # (B|1, N)
-    return weights[..., slot_of_token] * per_token[:, None, None, :]
+    counts.index_add_(1, slots, real)
+    per_token = real / counts[:, slots].clamp_min(1.0)  # (B|1, N)
+    return weights[..., slots] * per_token[:, None, None, :]
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The family
+# The family, composed
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def primal_dual_attention(
+def eager_primal_dual_attention(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
     options: AttentionOptions,
     key_mask: torch.Tensor | None = None,
     layout: TokenLayout = TokenLayout(),
-    need_weights: bool = False,
-    training: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Multi-head attention of any type of the family: one function, the fast path chosen inside.
+    dropout_p: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Any type of the family as its formula: ``o_i = sum_j A_ij v_j`` with ``A`` materialised.
+
+    Per group of heads sharing an SH scale: keys and values pooled (SH), queries and keys batch-normalised with the
+    (pooled) keys' statistics (BN), the kernel's attention matrix, dropout on it (not for the linear kernel, whose
+    fast form never forms it), and for pooled heads the matrix spread over the original keys, which the output is
+    computed from.
 
     Args:
-        query, key, value: ``(B, H, N, D)``.
-        options: the attention type and its settings (:class:`AttentionOptions`).
-        key_mask: boolean ``(B, N)``, ``True`` for real keys; padded keys take no weight, are left out of BN
-            statistics and of SH pooling.
-        layout: prefix tokens and 2-D grid, for SH pooling.
-        need_weights: also return the ``(B, H, N, N)`` attention probabilities (explicit path). For SH heads
-            they are given over the original keys, each pooled slot's weight spread over its members.
-        training: apply attention dropout.
+        query, key, value: ``(B, H, N, D)``; key_mask: boolean ``(B, N)``, ``True`` for real keys.
 
     Returns:
-        ``(output, weights)``: ``(B, H, N, D)`` and the probabilities or None.
+        ``(output, weights)``: ``(B, H, N, D)`` and the ``(B, H, N, N)`` attention matrix over the original keys.
     """
     spec = options.spec
-    dropout_p = options.dropout if training else 0.0
-    if spec.local_window:
-        return local_window_attention(
-            query, key, value, options.attention_window, key_mask, dropout_p, need_weights
-        )
+    kernel = ATTENTION_KERNELS[spec.kernel]
 
-    def attend(q, k, v, scale):
+    def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The heads' attention matrix over the original keys, and the values it weighs."""
         mask = key_mask
         if scale > 1:
-            k, v, mask = _pool(k, v, key_mask, scale, layout, options.sh_pooling)
-        if spec.kernel == "softmax":
-            if spec.batch_norm:
-                q, k = _batch_normalize_for_dot_product(
-                    q, k, mask, options.bn_eps, options.bn_mean_weight, options.bn_use_std
-                )
-            out, w = softmax_kernel_attention(q, k, v, _key_mask_4d(mask), dropout_p, need_weights)
-        else:
-            if spec.batch_norm:
-                q, k = batch_normalize_queries_keys(
-                    q, k, mask, options.bn_eps, options.bn_mean_weight, options.bn_use_std
-                )
-            out, w = linear_kernel_attention(q, k, v, mask, need_weights)
-        if w is not None and scale > 1:
-            w = _unpool_weights(w, _slot_of_token(query.shape[-2], scale, layout, query.device), key_mask)
-        return out, w
+            k, v, mask = pool_keys_values(k, v, key_mask, scale, layout, options.sh_pooling)
+        if spec.batch_norm:
+            q, k = batch_normalize_queries_keys(q, k, mask, options.bn_eps, options.bn_mean_weight, options.bn_use_std)
+        weights = kernel(q, k, mask, options)
+        if spec.kernel != "linear":
+            weights = F.dropout(weights, p=dropout_p, training=dropout_p > 0)
+        if scale > 1:
+            slots = slot_of_token(q.shape[-2], scale, layout, q.device)
+            weights, v = spread_over_members(weights, slots, key_mask), v[..., slots, :]
+        return weights, v
 
-    num_heads = query.shape[1]
     groups = options.head_groups()
-    if not spec.scaled_heads or (len(groups) == 1 and len(groups[0][1]) == num_heads):
-        return attend(query, key, value, groups[0][0])
-
-    in_head_order = sorted(groups, key=lambda group: group[1][0])
-    if [head for _, heads in in_head_order for head in heads] == list(range(num_heads)):
-        # Each scale's heads are a consecutive range (the default layout): split the heads on the (B, N, H, D)
-        # view the projections produce, so that the backward pass gathers the gradients of q, k and v with one
-        # cat each, in that layout, and the outputs are written side by side in it too (the caller's
-        # transpose(1, 2).reshape(B, N, H * D) is then a view).
-        sizes = [len(heads) for _, heads in in_head_order]
-
-        def split(x: torch.Tensor) -> list[torch.Tensor]:
-            return [part.transpose(1, 2) for part in x.transpose(1, 2).split(sizes, dim=2)]
-
-        results = [
-            attend(q, k, v, scale)
-            for (scale, _), q, k, v in zip(in_head_order, split(query), split(key), split(value))
-        ]
-        output = torch.cat([out.transpose(1, 2) for out, _ in results], dim=2).transpose(1, 2)
-        weight = torch.cat([w for _, w in results], dim=1) if need_weights else None
-        return output, weight
-
-    heads_in_order = [head for _, heads in groups for head in heads]
-    outputs, weights = [], []
-    for scale, heads in groups:
-        # Heads sharing a scale are contiguous in the default layout: a slice is a view, not a copy.
-        index = slice(heads[0], heads[-1] + 1) if heads == list(range(heads[0], heads[-1] + 1)) else heads
-        out, w = attend(query[:, index], key[:, index], value[:, index], scale)
-        outputs.append(out)
-        weights.append(w)
-    output = torch.cat(outputs, dim=1)
-    weight = torch.cat(weights, dim=1) if need_weights else None
-    order = torch.tensor(heads_in_order, device=query.device).argsort()
-    output = output[:, order]
-    weight = weight[:, order] if weight is not None else None
-    return output, weight
-
-
-class PrimalDualSelfAttention(nn.Module):
-    """Multi-head self-attention of the primal-dual family, with transformers' ViT parameter names
-    (``q_proj``, ``k_proj``, ``v_proj``, ``o_proj``), so that ViT checkpoints load unchanged: BN and SH add no
-    parameters.
-    """
-
-    def __init__(self, config) -> None:
-        super().__init__()
-        self.num_heads = config.num_attention_heads
-        self.head_dim = config.hidden_size // config.num_attention_heads
-        self.options = AttentionOptions.from_config(config)
-        inner = self.num_heads * self.head_dim
-        qkv_bias = getattr(config, "qkv_bias", True)
-        self.q_proj = nn.Linear(config.hidden_size, inner, bias=qkv_bias)
-        self.k_proj = nn.Linear(config.hidden_size, inner, bias=qkv_bias)
-        self.v_proj = nn.Linear(config.hidden_size, inner, bias=qkv_bias)
-        self.o_proj = nn.Linear(inner, config.hidden_size)
-
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        key_mask: torch.Tensor | None = None,
-        layout: TokenLayout = TokenLayout(),
-        output_attentions: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(B, N, hidden)`` -> ``(B, N, hidden)`` and, if asked, the ``(B, H, N, N)`` attention probabilities."""
-        batch, length, _ = hidden_states.shape
-        shape = (batch, length, self.num_heads, self.head_dim)
-        query = self.q_proj(hidden_states).view(shape).transpose(1, 2)
-        key = self.k_proj(hidden_states).view(shape).transpose(1, 2)
-        value = self.v_proj(hidden_states).view(shape).transpose(1, 2)
-        output, weights = primal_dual_attention(
-            query, key, value, self.options, key_mask, layout, output_attentions, self.training
-        )
-        output = output.transpose(1, 2).reshape(batch, length, -1)
-        return self.o_proj(output), weights
+    if len(groups) == 1:
+        weights, values = attend(query, key, value, groups[0][0])
+    else:
+        parts = [attend(query[:, heads], key[:, heads], value[:, heads], scale) for scale, heads in groups]
+        order = torch.tensor([head for _, heads in groups for head in heads], device=query.device).argsort()
+        weights = torch.cat([w for w, _ in parts], dim=1)[:, order]
+        values = torch.cat([v for _, v in parts], dim=1)[:, order]
+    return torch.matmul(weights, values), weights
 
 
 __all__ = [
+    "ATTENTION_KERNELS",
     "ATTENTION_TYPES",
     "AttentionOptions",
     "AttentionSpec",
-    "PrimalDualSelfAttention",
     "TokenLayout",
     "batch_normalize_queries_keys",
     "default_head_scales",
-    "linear_kernel_attention",
-    "local_window_attention",
+    "eager_primal_dual_attention",
+    "linear_kernel",
+    "local_window_kernel",
     "parse_attention_type",
     "pool_keys_values",
-    "primal_dual_attention",
-    "softmax_kernel_attention",
+    "softmax_kernel",
+    "spread_over_members",
 ]

@@ -9,7 +9,6 @@ further changes none of its outputs.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -17,34 +16,16 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.modeling_outputs import BaseModelOutput, SequenceClassifierOutput
 from transformers.processing_utils import Unpack
-from transformers.utils import ModelOutput, TransformersKwargs
+from transformers.utils import TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import capture_outputs
 
-from .attention import PrimalDualSelfAttention, TokenLayout
+from .attention import TokenLayout
 from .configuration_primaldual_timeseries import PrimalDualTimeSeriesConfig
-from .input_checks import check_finite
-
-
-@dataclass
-class PrimalDualTimeSeriesModelOutput(ModelOutput):
-    r"""
-    last_hidden_state (`torch.FloatTensor` of shape `(batch_size, seq_len, hidden_size)`):
-        Encoder output; `seq_len` is the input length, plus one in front with `pooling="cls"`.
-    padding_mask (`torch.BoolTensor` of shape `(batch_size, seq_len)`):
-        `True` at real time steps (and at the class token).
-    hidden_states (`tuple(torch.FloatTensor)`, *optional*):
-        The embeddings and each layer's output, each `(batch_size, seq_len, hidden_size)`.
-    attentions (`tuple(torch.FloatTensor)`, *optional*):
-        Each layer's attention probabilities, `(batch_size, num_heads, seq_len, seq_len)`.
-    """
-
-    last_hidden_state: torch.FloatTensor | None = None
-    padding_mask: torch.BoolTensor | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
+from .input_checks import check_finite, check_key_mask
+from .modeling_attention import PrimalDualSelfAttention
 
 
 class MaskedBatchNorm(nn.Module):
@@ -114,11 +95,11 @@ class PrimalDualTimeSeriesLayer(GradientCheckpointingLayer):
     def forward(
         self,
         hidden_states: torch.Tensor,
-        padding_mask: torch.Tensor | None,
-        layout: TokenLayout,
-        output_attentions: bool = False,
+        padding_mask: torch.Tensor | None = None,
+        token_layout: TokenLayout = TokenLayout(),
+        **kwargs: Unpack[TransformersKwargs],
     ) -> torch.Tensor:
-        attention_output, _ = self.attention(hidden_states, padding_mask, layout, output_attentions)
+        attention_output, _ = self.attention(hidden_states, padding_mask, token_layout=token_layout, **kwargs)
         hidden_states = self.norm_after_attention(hidden_states + self.dropout(attention_output), padding_mask)
         mlp_output = self.fc2(self.dropout(self.activation_fn(self.fc1(hidden_states))))
         return self.norm_after_mlp(hidden_states + self.dropout(mlp_output), padding_mask)
@@ -131,6 +112,7 @@ class PrimalDualTimeSeriesPreTrainedModel(PreTrainedModel):
     main_input_name = "past_values"
     supports_gradient_checkpointing = True
     _no_split_modules = ["PrimalDualTimeSeriesLayer"]
+    _supports_sdpa = True
     _can_record_outputs = {
         "hidden_states": PrimalDualTimeSeriesLayer,
         "attentions": PrimalDualSelfAttention,
@@ -155,10 +137,15 @@ class PrimalDualTimeSeriesModel(PrimalDualTimeSeriesPreTrainedModel):
         self.layers = nn.ModuleList([PrimalDualTimeSeriesLayer(config) for _ in range(config.num_hidden_layers)])
         self.post_init()
 
-    def _check_inputs(self, past_values: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
+    def token_mask(self, past_values: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """Check the series against the model, with errors that say what to change; the boolean ``(B, N)`` mask of
+        the real tokens (the class token in front with ``pooling="cls"``), or None when every token is real."""
+        if past_values is None:
+            raise ValueError("past_values is required: a (batch_size, time, channels) tensor.")
         if past_values.dim() != 3:
             raise ValueError(
-                f"past_values must be (batch_size, time, channels), got shape {tuple(past_values.shape)}."
+                f"past_values must be (batch_size, time, channels), got shape {tuple(past_values.shape)}: add the "
+                "batch dimension with past_values[None] for one series."
             )
         _, length, channels = past_values.shape
         if channels != self.config.num_input_channels:
@@ -172,16 +159,11 @@ class PrimalDualTimeSeriesModel(PrimalDualTimeSeriesPreTrainedModel):
                 f"{self.config.max_sequence_length}: truncate or downsample the series, or train a model with a "
                 "larger max_sequence_length."
             )
-        if attention_mask is not None:
-            if attention_mask.shape != past_values.shape[:2]:
-                raise ValueError(
-                    f"attention_mask must be (batch_size, time) = {tuple(past_values.shape[:2])}, got "
-                    f"{tuple(attention_mask.shape)}."
-                )
-            if not torch.compiler.is_compiling() and not attention_mask.bool().any(dim=1).all():
-                raise ValueError("attention_mask has a series with no real time step: drop empty series.")
-        values = past_values if attention_mask is None else past_values.masked_fill(~attention_mask.bool()[..., None], 0)
-        check_finite(values, "past_values")
+        mask = check_key_mask(attention_mask, past_values.shape[:2], "attention_mask")
+        check_finite(past_values if mask is None else past_values.masked_fill(~mask[..., None], 0), "past_values")
+        if mask is not None and self.config.pooling == "cls":
+            mask = nn.functional.pad(mask, (1, 0), value=True)
+        return mask
 
     @capture_outputs(tie_last_hidden_states=False)
     def forward(
@@ -189,7 +171,7 @@ class PrimalDualTimeSeriesModel(PrimalDualTimeSeriesPreTrainedModel):
         past_values: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
-    ) -> PrimalDualTimeSeriesModelOutput:
+    ) -> BaseModelOutput:
         r"""
         Args:
             past_values (`torch.FloatTensor` of shape `(batch_size, time, num_input_channels)`):
@@ -197,29 +179,20 @@ class PrimalDualTimeSeriesModel(PrimalDualTimeSeriesPreTrainedModel):
             attention_mask (`torch.LongTensor` or `torch.BoolTensor` of shape `(batch_size, time)`, *optional*):
                 1 at real time steps, 0 at padding. Values at padded steps are ignored (they may be NaN).
             output_attentions, output_hidden_states (`bool`, *optional*):
-                Also return each layer's attention probabilities (computed on the explicit path) or outputs.
-        """
-        if past_values is None:
-            raise ValueError("past_values is required: a (batch_size, time, channels) tensor.")
-        self._check_inputs(past_values, attention_mask)
-        output_attentions = kwargs.get("output_attentions", self.config.output_attentions)
+                Also return each layer's attention matrix (with `attn_implementation="eager"`) or outputs.
 
-        padding_mask = None
-        if attention_mask is not None:
-            padding_mask = attention_mask.bool()
-            past_values = past_values.masked_fill(~padding_mask[..., None], 0.0)
+        Returns: `BaseModelOutput` with `last_hidden_state` of shape `(batch_size, seq_len, hidden_size)`: `seq_len`
+        is the input length, plus one in front with `pooling="cls"`.
+        """
+        padding_mask = self.token_mask(past_values, attention_mask)
+        if padding_mask is not None:
+            past_values = past_values.masked_fill(~padding_mask[:, -past_values.shape[1]:, None], 0.0)
         past_values = past_values.to(self.embeddings.value_projection.weight.dtype)
         hidden_states = self.embeddings(past_values)
-
-        num_prefix_tokens = 1 if self.config.pooling == "cls" else 0
-        if padding_mask is not None and num_prefix_tokens:
-            padding_mask = nn.functional.pad(padding_mask, (num_prefix_tokens, 0), value=True)
-        layout = TokenLayout(num_prefix_tokens=num_prefix_tokens)
+        layout = TokenLayout(num_prefix_tokens=1 if self.config.pooling == "cls" else 0)
         for layer in self.layers:
-            hidden_states = layer(hidden_states, padding_mask, layout, output_attentions)
-        if padding_mask is None:
-            padding_mask = torch.ones(hidden_states.shape[:2], dtype=torch.bool, device=hidden_states.device)
-        return PrimalDualTimeSeriesModelOutput(last_hidden_state=hidden_states, padding_mask=padding_mask)
+            hidden_states = layer(hidden_states, padding_mask, token_layout=layout, **kwargs)
+        return BaseModelOutput(last_hidden_state=hidden_states)
 
 
 class PrimalDualTimeSeriesForClassification(PrimalDualTimeSeriesPreTrainedModel):
@@ -237,12 +210,16 @@ class PrimalDualTimeSeriesForClassification(PrimalDualTimeSeriesPreTrainedModel)
         self.classifier = nn.Linear(pooled_size, config.num_labels)
         self.post_init()
 
-    def pool(self, hidden_states: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
-        """``(B, N, d)`` encoder output -> ``(B, pooled_size)`` classifier input."""
-        hidden_states = hidden_states * padding_mask[..., None].to(hidden_states.dtype)
+    def pool(self, hidden_states: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """``(B, N, d)`` encoder output and its ``(B, N)`` token mask (None: all real) -> ``(B, pooled_size)``
+        classifier input."""
         if self.config.pooling == "cls":
             return hidden_states[:, 0]
+        if padding_mask is not None:
+            hidden_states = hidden_states * padding_mask[..., None].to(hidden_states.dtype)
         if self.config.pooling == "mean":
+            if padding_mask is None:
+                return hidden_states.mean(dim=1)
             return hidden_states.sum(dim=1) / padding_mask.sum(dim=1, keepdim=True).to(hidden_states.dtype)
         # Positions past the input length are padding, zero as the padded steps are.
         missing = self.config.max_sequence_length - hidden_states.shape[1]
@@ -267,7 +244,7 @@ class PrimalDualTimeSeriesForClassification(PrimalDualTimeSeriesPreTrainedModel)
         """
         outputs = self.model(past_values, attention_mask=attention_mask, **kwargs)
         hidden_states = self.dropout(self.activation_fn(outputs.last_hidden_state))
-        logits = self.classifier(self.pool(hidden_states, outputs.padding_mask))
+        logits = self.classifier(self.pool(hidden_states, self.model.token_mask(past_values, attention_mask)))
         loss = self.loss_function(labels, logits, self.config, **kwargs) if labels is not None else None
         return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
@@ -282,6 +259,5 @@ PrimalDualTimeSeriesForClassification.register_for_auto_class("AutoModelForSeque
 __all__ = [
     "PrimalDualTimeSeriesForClassification",
     "PrimalDualTimeSeriesModel",
-    "PrimalDualTimeSeriesModelOutput",
     "PrimalDualTimeSeriesPreTrainedModel",
 ]

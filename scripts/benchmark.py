@@ -79,7 +79,8 @@ from hf_primaldual import (
     PrimalDualViTConfig,
     PrimalDualViTForImageClassification,
 )
-from hf_primaldual.attention import AttentionOptions, TokenLayout, parse_attention_type, primal_dual_attention
+from hf_primaldual.attention import AttentionOptions, TokenLayout, parse_attention_type
+from hf_primaldual.modeling_attention import primal_dual_attention
 
 ALL_TYPES = tuple(ATTENTION_TYPES)
 VIT_REFERENCE = "transformers ViT (sdpa)"
@@ -295,9 +296,9 @@ def attention_flops(
         flops = 2 * n * d * 2 if scale > 1 else 0.0
         if spec.batch_norm:
             flops += 4 * m * d + 2 * (n + m) * d
-        if spec.local_window:
+        if spec.kernel == "local_window":
             m = min(n, 2 * window + 1)
-        if spec.kernel == "softmax":
+        if spec.kernel != "linear":
             flops += 4 * n * m * d + 5 * n * m
         else:
             flops += 3 * (n + m) * d + 2 * m * d * d + m * d + 2 * n * d * d + 2 * n * d + n * d
@@ -326,7 +327,7 @@ def _attention_calls(
     def attend(q, k, v):
         if options is None:  # the baseline: PyTorch's SDPA
             return torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
-        return primal_dual_attention(q, k, v, options, training=True)[0]
+        return primal_dual_attention(q, k, v, options, dropout_p=options.dropout)[0]
 
     function = torch.compile(attend, fullgraph=True, dynamic=False) if compiled else attend
 
@@ -703,10 +704,10 @@ def check_graph_breaks(
         options = attention_options(attention_type, SERIES_HEAD_SCALES)
         q, k, v = _attention_inputs(2, 8, 40, 4)
         rows.append({"target": "primal_dual_attention (sequence)", "attention_type": attention_type,
-                     **_explain(primal_dual_attention, q, k, v, options, training=True)})
+                     **_explain(primal_dual_attention, q, k, v, options, dropout_p=options.dropout)})
         key_mask = torch.arange(40)[None, :] < torch.tensor([[40], [29]])
         rows.append({"target": "primal_dual_attention (sequence, padding mask)", "attention_type": attention_type,
-                     **_explain(primal_dual_attention, q, k, v, options, key_mask, training=True)})
+                     **_explain(primal_dual_attention, q, k, v, options, key_mask, dropout_p=options.dropout)})
         q, k, v = _attention_inputs(2, 3, 17, 4)
         grid_options = attention_options(attention_type, VIT_HEAD_SCALES)
         rows.append({"target": "primal_dual_attention (grid + class token)", "attention_type": attention_type,
@@ -752,7 +753,7 @@ def attention_ops(attention_type: str, need_weights: bool, length: int = 40, hea
     q, k, v = _attention_inputs(2, heads, length, 4)
     with torch.no_grad(), _native_stderr_silenced():
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-            primal_dual_attention(q, k, v, options, need_weights=need_weights)
+            primal_dual_attention(q, k, v, options, implementation="eager" if need_weights else "sdpa")
     return {event.key for event in prof.key_averages()}
 
 
@@ -765,7 +766,7 @@ def explicit_path_check(attention_types: Iterable[str] = ALL_TYPES) -> list[dict
         fast = attention_ops(attention_type, False)
         explicit = attention_ops(attention_type, True)
         spec = parse_attention_type(attention_type)
-        if spec.kernel == "softmax":
+        if spec.kernel != "linear":
             fused = not fast & set(EXPLICIT_OPS) and any("scaled_dot_product" in op for op in fast)
         else:
             fused = not fast & {"aten::softmax", "aten::_softmax"}

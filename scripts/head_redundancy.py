@@ -29,7 +29,7 @@ import json
 
 import torch
 
-from hf_primaldual.analysis import head_redundancy, plot_attention_maps, plot_head_redundancy
+from hf_primaldual.analysis import eager_attention, head_redundancy, plot_attention_maps, plot_head_redundancy
 from hf_primaldual.evaluation import load_checkpoint_data
 
 
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
         results[name] = head_redundancy(data, args.max_examples)
         first = data.example_batch(0)  # alone, so that it is not padded
         first.pop("labels")
-        with torch.inference_mode():
+        with torch.inference_mode(), eager_attention(data.model):
             attentions = data.model(**first, output_attentions=True).attentions
         plot_attention_maps([a[0] for a in attentions], args.output_dir / f"attention_maps-{Path(checkpoint).name}.png",
                             title=f"{name}: attention of each head, first {args.split} input")

@@ -7,16 +7,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hf_primaldual.attention import (
-    ATTENTION_TYPES,
-    AttentionOptions,
-    TokenLayout,
+from hf_primaldual.attention import ATTENTION_TYPES, AttentionOptions, AttentionSpec, TokenLayout, parse_attention_type
+from hf_primaldual.attention_kernels import (
     attention_dropout_additive_mask,
     attention_dropout_keep_mask,
-    parse_attention_type,
-    primal_dual_attention,
     softmax_attention_with_dropout,
 )
+from hf_primaldual.modeling_attention import primal_dual_attention
 from reference_attention import reference_attention, reference_probabilities
 
 ALL_TYPES = list(ATTENTION_TYPES)
@@ -49,14 +46,14 @@ def assert_close_on_real_queries(actual, expected, key_mask, atol=1e-5):
 
 @pytest.mark.parametrize("attention_type", ALL_TYPES)
 @pytest.mark.parametrize("padded", [False, True], ids=["dense", "padded"])
-@pytest.mark.parametrize("need_weights", [False, True], ids=["fused", "explicit"])
-def test_sequence_attention_matches_reference(attention_type, padded, need_weights):
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+def test_sequence_attention_matches_reference(attention_type, padded, implementation):
     q, k, v = random_qkv()
     key_mask = padding_mask(2, 11, [11, 6]) if padded else None
-    output, weights = primal_dual_attention(q, k, v, options_for(attention_type), key_mask, need_weights=need_weights)
+    output, weights = primal_dual_attention(q, k, v, options_for(attention_type), key_mask, implementation=implementation)
     expected = reference_attention(q, k, v, attention_type, key_mask, head_scales=SH_SCALES, window=2)
     assert_close_on_real_queries(output, expected, key_mask)
-    assert (weights is not None) == need_weights
+    assert (weights is not None) == (implementation == "eager")
 
 
 @pytest.mark.parametrize("attention_type", ["sh", "bn_sh", "linear_sh", "linear_bn_sh"])
@@ -70,11 +67,13 @@ def test_image_sh_pools_the_grid_and_never_the_class_token(attention_type, grid)
     assert_close_on_real_queries(output, expected, None)
 
 
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
 @pytest.mark.parametrize("attention_type", ["sh", "linear_bn_sh"])
-def test_sh_max_pooling_matches_reference(attention_type):
+def test_sh_max_pooling_matches_reference(attention_type, implementation):
     q, k, v = random_qkv()
     key_mask = padding_mask(2, 11, [11, 7])
-    output, _ = primal_dual_attention(q, k, v, options_for(attention_type, sh_pooling="max"), key_mask)
+    options = options_for(attention_type, sh_pooling="max")
+    output, _ = primal_dual_attention(q, k, v, options, key_mask, implementation=implementation)
     expected = reference_attention(q, k, v, attention_type, key_mask, head_scales=SH_SCALES, pooling="max")
     assert_close_on_real_queries(output, expected, key_mask)
 
@@ -93,7 +92,7 @@ def test_bn_settings_match_reference(mean_weight, use_std):
 def test_explicit_probabilities_match_reference(attention_type):
     q, k, v = random_qkv()
     key_mask = padding_mask(2, 11, [11, 5])
-    _, weights = primal_dual_attention(q, k, v, options_for(attention_type), key_mask, need_weights=True)
+    _, weights = primal_dual_attention(q, k, v, options_for(attention_type), key_mask, implementation="eager")
     expected = reference_probabilities(q, k, v, attention_type, key_mask, window=2)
     real = key_mask[:, None, :, None].expand_as(weights)
     torch.testing.assert_close(weights.double()[real], expected[real], atol=1e-5, rtol=1e-4)
@@ -106,7 +105,7 @@ def test_sh_probabilities_over_original_keys_reproduce_the_output(attention_type
     """For mean pooling, spreading a slot's weight over its members is exact: output == weights @ values."""
     q, k, v = random_qkv()
     key_mask = padding_mask(2, 11, [11, 8])
-    output, weights = primal_dual_attention(q, k, v, options_for(attention_type), key_mask, need_weights=True)
+    output, weights = primal_dual_attention(q, k, v, options_for(attention_type), key_mask, implementation="eager")
     assert weights.shape == (2, 4, 11, 11)
     torch.testing.assert_close(weights @ v, output, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(weights.sum(-1), torch.ones(2, 4, 11))
@@ -117,7 +116,7 @@ def test_fused_path_matches_explicit_path(attention_type):
     q, k, v = random_qkv(length=70, seed=3)  # longer than the sparse block of 32
     key_mask = padding_mask(2, 70, [70, 41])
     fused, _ = primal_dual_attention(q, k, v, options_for(attention_type), key_mask)
-    explicit, _ = primal_dual_attention(q, k, v, options_for(attention_type), key_mask, need_weights=True)
+    explicit, _ = primal_dual_attention(q, k, v, options_for(attention_type), key_mask, implementation="eager")
     assert_close_on_real_queries(fused, explicit.double(), key_mask)
 
 
@@ -178,12 +177,59 @@ def test_local_window_blocks_match_the_dense_band(length, window, real):
     key_mask = padding_mask(2, length, [length, max(1, int(real * length))])
     options = options_for("sparse", heads=2, attention_window=window)
     fused, _ = primal_dual_attention(q, k, v, options, key_mask)
-    explicit, weights = primal_dual_attention(q, k, v, options, key_mask, need_weights=True)
+    explicit, weights = primal_dual_attention(q, k, v, options, key_mask, implementation="eager")
     assert_close_on_real_queries(fused, explicit.double(), key_mask)
     positions = torch.arange(length)
     outside = (positions[:, None] - positions[None, :]).abs() > window
     real_query_outside_window = key_mask[:, None, :, None] & outside
     assert torch.all(weights.masked_select(real_query_outside_window) == 0)
+
+
+@pytest.mark.parametrize("sh_pooling", ["mean", "max"])
+@pytest.mark.parametrize("attention_type", ALL_TYPES)
+def test_eager_attention_weights_are_the_tensors_the_output_is_computed_from(attention_type, sh_pooling):
+    """Gradient-based attribution needs the returned weights in the graph (for SH: the pooled weights spread over
+    the original keys as part of the computation, not rebuilt beside it)."""
+    q, k, v = (x.requires_grad_() for x in random_qkv())
+    key_mask = padding_mask(2, 11, [11, 8])
+    options = options_for(attention_type, sh_pooling=sh_pooling)
+    output, weights = primal_dual_attention(q, k, v, options, key_mask, implementation="eager")
+    weights.retain_grad()
+    (output * torch.randn_like(output)).sum().backward()
+    assert weights.grad is not None and weights.grad.abs().sum() > 0
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 4, 11))
+
+
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("attention_type", ALL_TYPES)
+def test_constant_key_features_and_large_inputs_stay_finite_in_every_precision(attention_type, dtype, implementation):
+    """A constant key feature makes BN's 1 / (var + eps) 1e5, beyond float16; large inputs overflow the linear
+    kernel's sums over the keys in float16."""
+    q, k, v = random_qkv(length=40, seed=5)
+    k[..., 0] = 3.0  # a constant feature in every head
+    key_mask = padding_mask(2, 40, [40, 23])
+    options = options_for(attention_type)
+    for scale in (1.0, 300.0):
+        inputs = [(x * scale).to(dtype) for x in (q, k, v)]
+        output, weights = primal_dual_attention(*inputs, options, key_mask, implementation=implementation)
+        assert output.dtype == dtype and torch.isfinite(output).all(), (scale, output.abs().max())
+        if weights is not None:
+            assert torch.isfinite(weights).all()
+    reference = reference_attention(q, k, v, attention_type, key_mask, head_scales=SH_SCALES, window=2)
+    output, _ = primal_dual_attention(q.to(dtype), k.to(dtype), v.to(dtype), options, key_mask,
+                                      implementation=implementation)
+    tolerance = {torch.float16: 2e-2, torch.bfloat16: 1e-1, torch.float32: 1e-4}[dtype]
+    assert_close_on_real_queries(output.float(), reference, key_mask, atol=tolerance * 5)
+
+
+def test_local_window_does_not_compose_with_bn_or_sh():
+    with pytest.raises(ValueError, match="local-window kernel.*does not compose"):
+        AttentionSpec("local_window", batch_norm=True)
+    with pytest.raises(ValueError, match="local-window kernel.*does not compose"):
+        AttentionSpec("local_window", scaled_heads=True)
+    with pytest.raises(ValueError, match="Unknown attention kernel 'cosine'"):
+        AttentionSpec("cosine")
 
 
 def test_unknown_attention_type_lists_the_valid_ones():
@@ -253,10 +299,10 @@ def test_training_attention_dropout_is_unbiased(attention_type):
     """Averaged over many dropout masks, training-mode attention equals the attention without dropout."""
     q, k, v = random_qkv(batch=1, length=12)
     key_mask = padding_mask(1, 12, [10])
-    options = options_for(attention_type, dropout=0.2)
+    options = options_for(attention_type)
     expected, _ = primal_dual_attention(q, k, v, options, key_mask)
     torch.manual_seed(0)
-    draws = torch.stack([primal_dual_attention(q, k, v, options, key_mask, training=True)[0] for _ in range(3000)])
+    draws = torch.stack([primal_dual_attention(q, k, v, options, key_mask, dropout_p=0.2)[0] for _ in range(3000)])
     assert not torch.equal(draws[0], draws[1])
     assert_close_on_real_queries(draws.mean(0), expected.double(), key_mask, atol=0.04)
 
@@ -266,7 +312,7 @@ def test_cpu_attention_dropout_runs_through_the_fused_kernel():
     dropout; the family's dropout must not."""
     q, k, v = (x.requires_grad_() for x in random_qkv(length=64))
     with torch.profiler.profile() as profile:
-        output, _ = primal_dual_attention(q, k, v, options_for("softmax", dropout=0.1), training=True)
+        output, _ = primal_dual_attention(q, k, v, options_for("softmax"), dropout_p=0.1)
         output.sum().backward()
     ops = {event.name for event in profile.events()}
     assert "aten::_scaled_dot_product_flash_attention_for_cpu" in ops

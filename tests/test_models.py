@@ -119,6 +119,7 @@ def test_vit_outputs_for_every_type(attention_type):
     model = PrimalDualViTForImageClassification(PrimalDualViTConfig(**TINY_VIT, attention_type=attention_type)).eval()
     x = images()
     fast = model(x)
+    model.set_attn_implementation("eager")
     full = model(x, output_attentions=True, output_hidden_states=True)
     torch.testing.assert_close(full.logits, fast.logits, atol=1e-5, rtol=1e-4)
     assert fast.attentions is None and fast.hidden_states is None
@@ -222,6 +223,7 @@ def test_timeseries_outputs_and_loss(attention_type):
     model = PrimalDualTimeSeriesForClassification(
         PrimalDualTimeSeriesConfig(**TINY_TS, attention_type=attention_type, pooling="cls")
     ).eval()
+    model.set_attn_implementation("eager")
     labels = torch.tensor([0, 3, 1])
     output = model(series(), labels=labels, output_attentions=True, output_hidden_states=True)
     expected_loss = torch.nn.functional.cross_entropy(output.logits, labels)
@@ -241,7 +243,7 @@ def test_timeseries_rejects_bad_series():
     x[2, 4, 1] = float("inf")
     with pytest.raises(ValueError, match=r"NaN or inf values \(batch items \[2\]\)"):
         model(x)
-    with pytest.raises(ValueError, match="no real time step"):
+    with pytest.raises(ValueError, match="no real token"):
         model(series(), attention_mask=torch.zeros(3, 20))
     x[2, 4, 1] = float("nan")  # a NaN at a padded step is ignored
     mask = torch.ones(3, 20)
