@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import fnmatch
+import json
+import logging
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,6 +37,7 @@ from huggingface_hub import (
 from huggingface_hub.errors import (
     HfHubHTTPError,
     HFValidationError,
+    LocalTokenNotFoundError,
     OfflineModeIsEnabled,
     RepositoryNotFoundError,
     RevisionNotFoundError,
@@ -159,22 +162,44 @@ def framework_versions() -> dict[str, str]:
 
 #: Files that mark a finished output folder (`training.save_hub_ready_folder` writes the metrics file last).
 REQUIRED_FILES = ("config.json", "training_metrics.json")
-#: Top-level folders of an output folder that are training state, not the model.
-JUNK_FOLDERS = ("checkpoint-*", "last-checkpoint", "runs", "logs", "wandb", "mlruns", "__pycache__")
-#: Files that are never published: pickled training state (`training_args.bin`, optimizer...), logs, editor files.
-JUNK_FILES = (
-    "training_args.bin", "trainer_state.json", "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth",
-    "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt", "*.pyc", "*.log", "*.tmp", "*.lock", "*.swp", "*~",
+#: The files a model repo of this project needs, besides the code files that ``auto_map`` names (an allow-list:
+#: nothing else in the folder is ever published).
+PUBLISHED_FILES = (
+    "README.md", "config.json", "generation_config.json", "preprocessor_config.json", "processor_config.json",
+    "training_metrics.json", "model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json",
 )
+#: Configs whose ``auto_map`` names the code files published with the model.
+CODE_CONFIGS = ("config.json", "preprocessor_config.json", "processor_config.json")
+#: What the training scripts and the Trainer leave in an output folder besides the model; left out without a word.
+TRAINING_STATE = (
+    "checkpoint-*", "last-checkpoint", "runs", "training_args.bin", "trainer_state.json", ".staging-*",
+    "__pycache__", ".gitattributes",
+)
+#: Pickles (training state, torch weights): loading one runs code, so they are never published.
+PICKLE_FILES = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt", "*.joblib")
+#: Names of files that hold credentials; never published, and pointed out when found in an output folder.
+SECRET_NAMES = (
+    ".env", ".env.*", "*.env", "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", "*.pem", "*.key", "*.p12", "*.pfx",
+    ".netrc", ".pypirc", ".npmrc", ".git-credentials", "*.kdbx",
+)
+#: ... and words that name credentials inside a file name (``token``, ``hf_token.txt``, ``aws-credentials``; not
+#: ``tokenizer.json``).
+_SECRET_WORDS = re.compile(r"(?:^|[._-])(?:tokens?|secrets?|credentials?|passwords?|passwd)(?:$|[._-])", re.I)
 DEFAULT_COMMIT_MESSAGE = "Upload model trained with hf-primaldual"
+
+logger = logging.getLogger(__name__)
 
 
 class HubPushError(RuntimeError):
     """Publishing failed; the message says what went wrong and how to fix it (the cause is chained)."""
 
 
-class FolderNotReadyError(ValueError):
-    """The folder is not a finished output folder of the training scripts."""
+class PushArgumentError(ValueError):
+    """The folder or the arguments of a push are wrong; found before anything is sent."""
+
+
+class FolderNotReadyError(PushArgumentError):
+    """The folder is not a finished output folder of the training scripts, or holds something unsafe to publish."""
 
 
 @dataclass(frozen=True)
@@ -186,21 +211,72 @@ class PushFile:
     local_path: Path
 
 
-def _is_junk(parts: Sequence[str], is_dir: bool) -> bool:
-    name = parts[-1]
-    if name.startswith((".", "_")):  # .staging-*, .git, .cache, __pycache__, _private ...
-        return True
-    if is_dir:
-        return len(parts) == 1 and any(fnmatch.fnmatchcase(name, pattern) for pattern in JUNK_FOLDERS)
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in JUNK_FILES)
+@dataclass(frozen=True)
+class LeftOut:
+    """An entry of the output folder that is not published, and why."""
+
+    path: str
+    reason: str
 
 
-def list_push_files(folder: str | os.PathLike) -> list[PushFile]:
-    """The files of a finished output folder that make the published model, sorted by path.
+@dataclass(frozen=True)
+class PushPlan:
+    files: list[PushFile]
+    left_out: list[LeftOut]
+
+
+def _matches(name: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name.lower(), pattern.lower()) for pattern in patterns)
+
+
+def _code_files(root: Path) -> set[str]:
+    """The module files that the ``auto_map`` entries of the folder's configs name, with their relative imports
+    (found by transformers' own `get_relative_import_files`, as `save_pretrained` copies them)."""
+    from transformers.dynamic_module_utils import get_relative_import_files
+
+    modules: set[str] = set()
+    for name in CODE_CONFIGS:
+        path = root / name
+        if not path.is_file():
+            continue
+        try:
+            auto_map = json.loads(path.read_text(encoding="utf-8")).get("auto_map") or {}
+        except (ValueError, AttributeError) as err:
+            raise FolderNotReadyError(f"{path} is not a JSON object: {err}") from err
+        for reference in auto_map.values():
+            for item in reference if isinstance(reference, list) else [reference]:
+                if item:  # "module.Class", or "repo--module.Class" for code kept in another repo
+                    modules.add(item.split("--")[-1].rsplit(".", 1)[0] + ".py")
+    files = set(modules)
+    for module in modules:
+        try:
+            files.update(Path(path).name for path in get_relative_import_files(str(root / module)))
+        except OSError as err:
+            raise FolderNotReadyError(
+                f"{root} is not a complete output folder: the auto_map of its configs needs {module} and the files "
+                f"it imports ({err}). Save the model again with save_pretrained."
+            ) from err
+    return files
+
+
+def _looks_secret(name: str) -> bool:
+    return _matches(name, SECRET_NAMES) or _SECRET_WORDS.search(name) is not None
+
+
+def _leaves_folder(entry: Path, root: Path) -> bool:
+    return entry.is_symlink() and not entry.resolve().is_relative_to(root)
+
+
+def plan_push(folder: str | os.PathLike) -> PushPlan:
+    """What a push of the finished output folder ``folder`` publishes, and what it leaves out.
+
+    Only the top-level files a model repo needs are published (`PUBLISHED_FILES`, and the code files that
+    ``auto_map`` names); everything else (training state, other pickles such as ``*.bin``, TensorBoard event files,
+    sub-folders, files named like credentials, ...) is left out.
 
     Raises `FolderNotReadyError` when ``folder`` lacks ``config.json`` or ``training_metrics.json`` (a training run
-    that has not finished, or a checkpoint folder). Skips ``checkpoint-*`` folders, hidden and ``_`` entries, pickled
-    training state (``training_args.bin``, ``*.pt``...) and logs.
+    that has not finished, or a checkpoint folder), when a file link in it points outside it (its target would be
+    uploaded), or when a ``*.safetensors`` file is not one.
     """
     root = Path(folder)
     if not root.is_dir():
@@ -216,19 +292,55 @@ def list_push_files(folder: str | os.PathLike) -> list[PushFile]:
         raise FolderNotReadyError(
             f"{root} is not a finished output folder: {' and '.join(missing)} missing.{hint}"
         )
+    root = root.resolve()
+    links_out = [entry for entry in sorted(root.iterdir()) if not entry.is_dir() and _leaves_folder(entry, root)]
+    if links_out:
+        listed = ", ".join(f"{entry.name} -> {os.readlink(entry)}" for entry in links_out)
+        raise FolderNotReadyError(
+            f"{root} holds links to files outside it ({listed}): their targets would be uploaded. Nothing was "
+            "pushed. Remove the links, or replace them with copies of the files you mean to publish."
+        )
+    code = _code_files(root)
     files: list[PushFile] = []
+    left_out: list[LeftOut] = []
+    for entry in sorted(root.iterdir()):
+        name = entry.name
+        if entry.is_file() and (name in code or _matches(name, PUBLISHED_FILES)) and not _looks_secret(name):
+            files.append(PushFile(name, entry.stat().st_size, entry))
+        elif _matches(name, TRAINING_STATE):
+            continue
+        elif _looks_secret(name):
+            left_out.append(LeftOut(name, "named like a credential"))
+        elif entry.is_dir():
+            left_out.append(LeftOut(name + "/", "a folder (only the model's top-level files are published)"))
+        elif "tfevents" in name:
+            left_out.append(LeftOut(name, "a TensorBoard event file"))
+        elif _matches(name, PICKLE_FILES):
+            left_out.append(LeftOut(name, "pickled state or weights (only safetensors weights are published)"))
+        else:
+            left_out.append(LeftOut(name, "not a file a model repo needs"))
+    for file in files:
+        if file.path_in_repo.endswith(".safetensors"):
+            _check_safetensors(file.local_path)
+    return PushPlan(files, left_out)
 
-    def walk(directory: Path, parts: tuple[str, ...]) -> None:
-        for entry in sorted(directory.iterdir()):
-            entry_parts = (*parts, entry.name)
-            if entry.is_dir():
-                if not entry.is_symlink() and not _is_junk(entry_parts, is_dir=True):
-                    walk(entry, entry_parts)
-            elif entry.is_file() and not _is_junk(entry_parts, is_dir=False):
-                files.append(PushFile("/".join(entry_parts), entry.stat().st_size, entry))
 
-    walk(root, ())
-    return files
+def _check_safetensors(path: Path) -> None:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy"):
+            pass
+    except (SafetensorError, OSError, ValueError) as err:
+        raise FolderNotReadyError(
+            f"{path} is not a safetensors file ({err}): only safetensors weights are published, never pickles. "
+            "Save the model again with save_pretrained."
+        ) from err
+
+
+def list_push_files(folder: str | os.PathLike) -> list[PushFile]:
+    """The files of a finished output folder that make the published model, sorted by path (see `plan_push`)."""
+    return plan_push(folder).files
 
 
 def card_for_repo(card_text: str, repo_id: str, tags: Iterable[str] = ()) -> str:
@@ -335,6 +447,24 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
     return (HfHubHTTPError, OfflineModeIsEnabled, HFValidationError, _httpx.HTTPError, ConnectionError, TimeoutError)
 
 
+def check_hub_access(repo_id: str, token: str | None = None) -> str:
+    """Check that the Hub answers and takes the token (``token``, else HF_TOKEN or the token of ``hf auth login``),
+    before a long job that pushes to ``repo_id`` at its end; returns the token's user name.
+
+    Raises `HubPushError` naming the problem and the fix (server unreachable, no token, token rejected).
+    """
+    try:
+        return HfApi(token=token).whoami()["name"]
+    except LocalTokenNotFoundError as err:
+        raise HubPushError(
+            f"--push_to_hub: no Hub token was found, so nothing could be pushed to {repo_id}. Set HF_TOKEN (or run "
+            "`hf auth login`) and run again; nothing was trained."
+        ) from err
+    except _hub_errors() as err:
+        message = explain_hub_error(err, repo_id=repo_id, stage="checking the token before training")
+        raise HubPushError(f"{message} Nothing was trained.") from err
+
+
 def _branch_name(revision: str | None) -> str:
     if not revision:
         return "main"
@@ -380,21 +510,31 @@ def push_output_folder(
     `CommitInfo` of the commit (the current head when nothing changed: no empty commit is made). The endpoint and
     the token are huggingface_hub's (``HF_ENDPOINT``, ``HF_TOKEN``; ``token`` overrides the latter).
 
+    Only the files a model repo needs are published (see `plan_push`); what is left out is logged as a warning.
+
     Raises:
-        FolderNotReadyError: ``folder`` is not a finished output folder (nothing is contacted).
+        FolderNotReadyError: ``folder`` is not a finished output folder, or is unsafe to publish (nothing is
+            contacted).
+        PushArgumentError: the repo id, revision or tag is not valid (nothing is contacted).
         HubPushError: a Hub call failed; the message names the problem and the fix.
     """
-    files = list_push_files(folder)
+    plan = plan_push(folder)
+    files = plan.files
+    if plan.left_out:
+        logger.warning(
+            "Not published from %s (only the files a model repo needs are):\n%s", folder,
+            "\n".join(f"  {entry.path}: {entry.reason}" for entry in plan.left_out),
+        )
     branch = _branch_name(revision)
     keep_patterns = [".gitattributes", *keep_remote]
     try:
         validate_repo_id(repo_id)
     except HFValidationError as err:
-        raise HubPushError(explain_hub_error(err, repo_id=repo_id)) from err
+        raise PushArgumentError(explain_hub_error(err, repo_id=repo_id)) from err
     if re.fullmatch(r"[0-9a-f]{40}", branch):
-        raise HubPushError(f"Cannot push to the commit id {branch}: give a branch name as revision.")
+        raise PushArgumentError(f"Cannot push to the commit id {branch}: give a branch name as revision.")
     if tag is not None and create_pr:
-        raise HubPushError("A tag cannot be put on a pull request commit: merge it first, then tag the merge.")
+        raise PushArgumentError("A tag cannot be put on a pull request commit: merge it first, then tag the merge.")
     readme = next((file for file in files if file.path_in_repo == "README.md"), None)
     if readme is not None:  # a card whose metadata the Hub would reject fails here, before any network call
         try:

@@ -2,7 +2,9 @@
 """Publish a finished output folder of scripts/train_timeseries.py or scripts/train_image.py to a Hub model repo.
 
 The folder must hold ``config.json`` and ``training_metrics.json`` (written last by the training scripts, so an
-unfinished run is refused); ``checkpoint-*`` folders, ``training_args.bin`` and other training state are left out.
+unfinished run is refused). Only the files a model repo needs are published (weights as safetensors, configs, code
+files named by ``auto_map``, card, metrics); the rest (``checkpoint-*`` folders, ``training_args.bin`` and other
+pickles, event files, files named like credentials...) is left out and listed; a link leaving the folder is refused.
 The repo is created when missing, the commit made on ``--revision`` (a branch, created from main when missing) and
 optionally tagged; the model card's repo id placeholder becomes the repo id and ``--card_tags`` go into its
 metadata. The branch then holds exactly the published files (``--keep_remote_files`` keeps other remote files).
@@ -16,7 +18,8 @@ The endpoint and the token come from the environment, as for every huggingface_h
         --commit_message "200 epochs" --card_tags cifar10
 
 Exit status: 0 pushed (or dry run), 1 the Hub call failed (the message says why and what to do; running the same
-command again is safe), 2 the folder is not a finished output folder or the arguments are wrong.
+command again is safe), 2 the folder is not a finished output folder (or holds a link leaving it), or the repo id,
+revision or tag is not valid: nothing was sent.
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ import argparse
 
 from hf_primaldual.hub import (
     DEFAULT_COMMIT_MESSAGE,
-    FolderNotReadyError,
     HubPushError,
+    PushArgumentError,
     describe_dry_run,
     push_output_folder,
 )
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             exist_ok=not args.fail_if_exists,
             delete_remote_extras=not args.keep_remote_files,
         )
-    except FolderNotReadyError as err:
+    except PushArgumentError as err:  # the folder, the repo id, the revision or the tag: nothing was sent
         print(f"error: {err}", file=sys.stderr)
         return 2
     except HubPushError as err:

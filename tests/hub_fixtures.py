@@ -53,6 +53,7 @@ Example (push in process, load in a fresh interpreter with an empty cache)::
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -61,6 +62,7 @@ import textwrap
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -77,12 +79,23 @@ __all__ = [
     "client_environ",
     "hub_env",
     "hub_server",
+    "load_script",
     "patch_hub_in_process",
     "run_client",
     "run_client_json",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` as a module, to call its ``main`` in the test process (a second interpreter costs
+    ~10 s of imports)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_script", REPO_ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def client_environ(env: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -910,6 +910,24 @@ class HubServer:
             entries = dict(repo.commits[head].files)
         return {path: self._blobs.read(entry.sha256) for path, entry in entries.items()}
 
+    def every_commit_file(self, repo_id: str, repo_type: str = "model") -> list[tuple[str, str, bytes]]:
+        """``(commit oid, path, content)`` of every file of every commit of ``repo_id``, reachable from a ref or
+        not: what anyone can still download from the repo's history."""
+        assert self._blobs is not None
+        with self._lock:
+            commits = list(self._repos[(repo_type, repo_id)].commits.values())
+        return [
+            (commit.oid, path, self._blobs.read(entry.sha256))
+            for commit in commits
+            for path, entry in commit.files.items()
+        ]
+
+    def stored_blobs(self) -> Iterator[bytes]:
+        """The content of every blob this server has stored, for any repo, committed or not."""
+        assert self._blobs is not None
+        for path in sorted(self._blobs.root.glob("??/*")):
+            yield path.read_bytes()
+
     def is_lfs(self, repo_id: str, path: str, revision: str = DEFAULT_BRANCH, repo_type: str = "model") -> bool:
         """Whether ``path`` is stored as an LFS file at ``revision``."""
         with self._lock:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
 import io
 import json
 import shutil
@@ -45,12 +44,12 @@ from hf_primaldual.hub import (
 
 if __package__:
     from .hub_fixtures import REPO_ROOT, HubEnv, client_environ, hub_env, hub_server, patch_hub_in_process  # noqa: F401
-    from .hub_fixtures import run_client
+    from .hub_fixtures import load_script, run_client
     from .hub_server import OTHER_TOKEN, HubServer
     from .test_remote_code import WITHOUT_PACKAGE
 else:
     from hub_fixtures import REPO_ROOT, HubEnv, client_environ, hub_env, hub_server, patch_hub_in_process  # noqa: F401
-    from hub_fixtures import run_client
+    from hub_fixtures import load_script, run_client
     from hub_server import OTHER_TOKEN, HubServer
     from test_remote_code import WITHOUT_PACKAGE
 
@@ -106,14 +105,7 @@ def shift_weights(folder: Path, delta: float) -> None:
     save_file(shifted, folder / "model.safetensors", metadata=meta)
 
 
-def load_push_script():
-    spec = importlib.util.spec_from_file_location("push_to_hub_script", REPO_ROOT / "scripts" / "push_to_hub.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-push_script = load_push_script()
+push_script = load_script("push_to_hub")
 
 
 # ------------------------------------------------------------------------------------------------ shared runs
