@@ -18,10 +18,12 @@ from transformers import (
     AutoModelForImageClassification,
     AutoModelForSequenceClassification,
 )
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .data.images import build_transforms, load_image_dataset
 from .data.uea import load_uea
 from .feature_extraction_primaldual_timeseries import DataCollatorForTimeSeriesClassification
+from .training import FINAL_FILES_MARKER, UsageError
 
 
 @dataclass
@@ -79,23 +81,70 @@ def load_checkpoint_data(
 ) -> CheckpointData:
     """Load ``checkpoint`` (a hub-ready folder or a Hub id) and ``split`` of ``dataset`` through its processor.
 
+    Raises `training.UsageError` for a missing or unfinished local folder, an unknown split or a batch size < 1.
+
     Args:
         dataset: for a time-series model, a UEA problem name (read from ``data_dir``, default the shipped data);
             for a ViT, anything `load_image_dataset` reads.
     """
+    if batch_size < 1:
+        raise UsageError(f"batch_size {batch_size}: give a number of examples >= 1.")
+    check_checkpoint(checkpoint)
     loading = {"revision": revision, "trust_remote_code": trust_remote_code}
     config = AutoConfig.from_pretrained(checkpoint, **loading)
     if config.model_type == "primaldual-timeseries":
+        rows = _split(load_uea(dataset, data_dir=data_dir), split, dataset)
         model = AutoModelForSequenceClassification.from_pretrained(checkpoint, **loading).eval()
-        data = _TimeSeriesData(model, load_uea(dataset, data_dir=data_dir)[split], batch_size)
+        data = _TimeSeriesData(model, rows, batch_size)
         data.collate = DataCollatorForTimeSeriesClassification(AutoFeatureExtractor.from_pretrained(checkpoint, **loading))
     else:
+        rows = _split(load_image_dataset(dataset), split, dataset)
         model = AutoModelForImageClassification.from_pretrained(checkpoint, **loading).eval()
         processor = AutoImageProcessor.from_pretrained(checkpoint, revision=revision)
         transform = build_transforms(processor, False, horizontal_flip=False)
-        data = _ImageData(model, load_image_dataset(dataset)[split].with_transform(transform), batch_size)
+        data = _ImageData(model, rows.with_transform(transform), batch_size)
     _check_labels(model.config.id2label, data.rows.features["label"])
     return data
+
+
+def looks_local(checkpoint: str | os.PathLike) -> bool:
+    """Whether ``checkpoint`` names a local folder rather than a Hub repo id: it exists, or it is written as a path
+    (absolute, ``./``, ``~``, more than one ``/``), or its first part is a local folder (``outputs/run``)."""
+    text = str(checkpoint)
+    path = Path(text).expanduser()
+    if path.exists() or path.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1 or "\\" in text:
+        return True
+    return "/" in text and Path(text.split("/")[0]).is_dir()
+
+
+def check_checkpoint(checkpoint: str | os.PathLike) -> None:
+    """Refuse (`UsageError`) a local ``checkpoint`` that is missing or not a model folder, or the output folder of a
+    run that has not finished; a Hub repo id is left to `from_pretrained`."""
+    if not looks_local(checkpoint):
+        return
+    folder = Path(checkpoint).expanduser()
+    if not folder.is_dir():
+        raise UsageError(
+            f"{folder} is not a folder: give a training run's output folder (or one of its checkpoint-N folders), or a "
+            "Hub repo id (namespace/name)."
+        )
+    finished = (folder / FINAL_FILES_MARKER).is_file() or (folder / "trainer_state.json").is_file()
+    if not finished and any(folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*")):
+        raise UsageError(
+            f"{folder} is a training run that has not finished (no {FINAL_FILES_MARKER}): finish or resume it "
+            f"(--resume_from_checkpoint last), or evaluate one of its {PREFIX_CHECKPOINT_DIR}-N folders."
+        )
+    if not (folder / "config.json").is_file():
+        raise UsageError(
+            f"{folder} holds no config.json: it is not a saved model. Give a training run's output folder, one of its "
+            f"{PREFIX_CHECKPOINT_DIR}-N folders, or a Hub repo id."
+        )
+
+
+def _split(splits: datasets.DatasetDict, split: str, dataset: str) -> datasets.Dataset:
+    if split not in splits:
+        raise UsageError(f"Unknown split {split!r} of {dataset}: choose one of {', '.join(splits)}.")
+    return splits[split]
 
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str, **kwargs) -> EvaluationResult:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,33 @@ import datasets
 import evaluate
 import numpy as np
 import torch
-from transformers import EvalPrediction, IntervalStrategy, Trainer, TrainingArguments
-from transformers.trainer_utils import SaveStrategy, get_last_checkpoint
+from transformers import (
+    EvalPrediction,
+    IntervalStrategy,
+    Trainer,
+    TrainerCallback,
+    TrainerControl,
+    TrainerState,
+    TrainingArguments,
+)
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, SaveStrategy, get_last_checkpoint
+
+from .attention import parse_attention_type
 
 FINAL_FILES_MARKER = "training_metrics.json"
+#: Config fields that may differ between a checkpoint and the run resuming from it (bookkeeping, not the model).
+_RESUME_IGNORED_FIELDS = {
+    "transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype", "auto_map",
+    "problem_type",  # set by the model's first forward pass from the labels
+}
+
+
+class UsageError(ValueError):
+    """The command line asks for something that cannot be done; the scripts print the message and exit with 2."""
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss or the weights went NaN or infinite: the run stops and nothing is saved as finished."""
 
 
 @dataclass
@@ -38,6 +62,12 @@ class AttentionArguments:
     bn_mean_weight: float = field(default=1.0, metadata={"help": "BN: weight of the keys' mean subtracted"})
     bn_use_std: bool = field(default=True, metadata={"help": "BN: divide by the keys' standard deviation"})
 
+    def __post_init__(self) -> None:
+        try:  # before any data is read: a typo should not cost a dataset load
+            parse_attention_type(self.attention_type)
+        except ValueError as err:
+            raise UsageError(f"--attention_type: {err}") from None
+
     def config_kwargs(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -53,6 +83,19 @@ class EpochTrainingArguments(TrainingArguments):
     logging_strategy: IntervalStrategy | str = "epoch"
     save_total_limit: int | None = 2
     dataloader_pin_memory: bool = False
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "write into an --output_dir that holds files of something else than a run of this project"},
+    )
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The Trainer pickles the arguments into every checkpoint and, with --push_to_hub, uploads that
+        # training_args.bin: a pickled copy never carries --hub_token (the object in memory keeps it for the pushes).
+        state = dict(self.__dict__)
+        for name in state:
+            if name.endswith("_token"):
+                state[name] = None
+        return state
 
     def __post_init__(self):
         # On a machine without an accelerator, transformers only sets up a multi-process (gloo) run under
@@ -62,10 +105,89 @@ class EpochTrainingArguments(TrainingArguments):
         super().__post_init__()
 
 
+def folder_name(text: str) -> str:
+    """``text`` as one safe folder name: path separators, ``..`` and other characters outside ``[A-Za-z0-9._+-]``
+    become ``-``, so that a name built from user input cannot point outside its parent folder."""
+    name = re.sub(r"-{2,}", "-", re.sub(r"[^\w.+-]+|\.{2,}", "-", text, flags=re.ASCII)).strip(".-")
+    return name or "run"
+
+
 def set_default_output_dir(args: TrainingArguments, name: str) -> None:
-    """Give a run without ``--output_dir`` the folder ``outputs/<name>`` (transformers would pick `trainer_output`)."""
+    """Give a run without ``--output_dir`` the folder ``outputs/<name>`` (transformers would pick `trainer_output`);
+    ``name`` is made a single folder name (`folder_name`), so the folder is always directly under ``outputs/``."""
     if args.output_dir in (None, "trainer_output"):
-        args.output_dir = str(Path("outputs") / name)
+        args.output_dir = str(Path("outputs") / folder_name(name))
+
+
+def is_run_folder(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` is an output folder of this project's training scripts: a finished one (its
+    ``training_metrics.json``) or one with Trainer checkpoints."""
+    folder = Path(folder)
+    try:
+        metrics = json.loads((folder / FINAL_FILES_MARKER).read_text())
+        if isinstance(metrics, dict) and "eval_history" in metrics:
+            return True
+    except (OSError, ValueError):
+        pass
+    return any((path / "trainer_state.json").is_file() for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*"))
+
+
+def check_run_arguments(args: TrainingArguments, *, validation_fraction: float = 0.0) -> None:
+    """Refuse, before any data is read, a run whose arguments cannot work (`UsageError`), and, for
+    ``--push_to_hub``, check that the Hub answers and takes the token (`hub.HubPushError`).
+
+    * ``--output_dir`` must be a folder; one that holds other files than a run of this project (the user's own
+      README.md, config.json...) is only written into with ``--overwrite_output_dir``.
+    * ``--resume_from_checkpoint last`` becomes the newest checkpoint of ``--output_dir`` (an error if there is none).
+    * ``validation_fraction`` must leave a training split: 0 <= fraction < 1.
+    """
+    output_dir = Path(args.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UsageError(f"--output_dir {output_dir} is a file: give a folder (a new one, or a run's output folder).")
+    if not 0 <= validation_fraction < 1:
+        raise UsageError(
+            f"--validation_fraction {validation_fraction}: give a fraction of the training split in [0, 1) to hold "
+            "out (0: no validation split, the test split is evaluated every epoch)."
+        )
+    args.resume_from_checkpoint = resolve_resume(args)
+    if args.resume_from_checkpoint is not None and not Path(args.resume_from_checkpoint, "trainer_state.json").is_file():
+        raise UsageError(
+            f"--resume_from_checkpoint {args.resume_from_checkpoint} is not a Trainer checkpoint (no trainer_state.json):"
+            " give a checkpoint-N folder, or `last` for the newest one of --output_dir."
+        )
+    others = [p.name for p in sorted(output_dir.iterdir()) if not p.name.startswith(".")] if output_dir.is_dir() else []
+    if others and not is_run_folder(output_dir) and not getattr(args, "overwrite_output_dir", False):
+        raise UsageError(
+            f"--output_dir {output_dir} already holds files that are not from a training run of this project "
+            f"({', '.join(others[:5])}{', ...' if len(others) > 5 else ''}), which the run would overwrite. Give a new "
+            "or empty folder, or pass --overwrite_output_dir to write into this one anyway."
+        )
+    if args.push_to_hub:
+        from .hub import check_hub_access
+
+        check_hub_access(args.hub_model_id or output_dir.absolute().name, token=args.hub_token)
+
+
+def check_checkpoint_matches(config: Any, checkpoint: str | os.PathLike | None) -> None:
+    """Refuse (`UsageError`) to resume from ``checkpoint`` a model whose config differs from the checkpoint's:
+    the Trainer would load the weights into the other model (a ``bn`` checkpoint continued as ``softmax``...)."""
+    if checkpoint is None:
+        return
+    try:  # through the config class, so that fields the file leaves out get the same defaults on both sides
+        saved_config = type(config).from_json_file(Path(checkpoint) / "config.json")
+    except (OSError, ValueError) as err:
+        raise UsageError(f"--resume_from_checkpoint {checkpoint}: cannot read its config.json ({err}).") from err
+    saved, wanted = (json.loads(c.to_json_string(use_diff=False)) for c in (saved_config, config))
+    differences = sorted(
+        key for key in set(saved) | set(wanted)
+        if key not in _RESUME_IGNORED_FIELDS and saved.get(key) != wanted.get(key)
+    )
+    if differences:
+        listed = ", ".join(f"{key}={saved.get(key)!r} (this run: {wanted.get(key)!r})" for key in differences[:8])
+        raise UsageError(
+            f"--resume_from_checkpoint {checkpoint} was trained with other model settings: {listed}. Resume with the "
+            "checkpoint's settings, or start a new run in another --output_dir."
+        )
 
 
 def split_for_selection(train: datasets.Dataset, fraction: float, seed: int) -> tuple[datasets.Dataset, datasets.Dataset | None]:
@@ -86,6 +208,10 @@ def train_and_test(trainer: Trainer, test: datasets.Dataset) -> dict[str, Any]:
     checkpoint it resumes from: the best epoch of a run resumed across sessions is the best of all its epochs.
     """
     args = trainer.args
+    if trainer.is_world_process_zero() and args.push_to_hub and args.hub_strategy != HubStrategy.END:
+        # The Trainer's checkpoint pushes copy each checkpoint's weights and config over the folder's own: a
+        # finished folder of an earlier run must not look finished again until this run's final save.
+        Path(args.output_dir, FINAL_FILES_MARKER).unlink(missing_ok=True)
     train_result = trainer.train(resume_from_checkpoint=resolve_resume(args))
     epochs = [entry for entry in trainer.state.log_history if "eval_accuracy" in entry]
     best = max(epochs, key=lambda entry: entry["eval_accuracy"]) if epochs else None
@@ -116,20 +242,90 @@ def selection_arguments(args: TrainingArguments, validation: datasets.Dataset | 
 
 def publish_run(trainer: Trainer, metrics: dict[str, Any], model_card: str, processor) -> None:
     """On the main process: write the hub-ready folder, print where it is and the accuracy, and push it to the
-    Hub when the run was started with ``--push_to_hub`` (our folder and card, not `Trainer.push_to_hub`'s)."""
-    from .hub import HubPushError, push_from_trainer
+    Hub when the run was started with ``--push_to_hub`` (our folder and card, not `Trainer.push_to_hub`'s).
+
+    Raises `TrainingDivergedError` for a model with non-finite weights (nothing is written) and `hub.HubPushError`
+    when the push fails (the folder is saved).
+    """
+    from .hub import push_from_trainer
 
     if not trainer.is_world_process_zero():
         return
     output_dir = trainer.args.output_dir
+    if trainer.args.push_to_hub:
+        # A checkpoint push still uploading the folder in the background would pick up the staging folder too.
+        trainer._finish_current_push()
     save_hub_ready_folder(trainer, output_dir, metrics, model_card, processor)
     print(summary_line(metrics, output_dir))
     if trainer.args.push_to_hub:
-        try:
-            commit = push_from_trainer(trainer, output_dir)
-        except HubPushError as err:
-            sys.exit(f"Pushing to the Hub failed: {err}")
+        commit = push_from_trainer(trainer, output_dir)
         print(f"Pushed to {commit.commit_url}")
+
+
+def run_script(main: Callable[[list[str]], Any], argv: Sequence[str]) -> int:
+    """A training script's exit status: 0 done, 2 the arguments are wrong (`UsageError`, before anything ran), 1
+    the run failed (training diverged, a Hub call failed); the message is printed without a traceback."""
+    from .hub import HubPushError
+
+    try:
+        main(list(argv))
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (TrainingDivergedError, HubPushError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def non_finite_parameters(model: torch.nn.Module) -> list[str]:
+    """Names of the parameters of ``model`` holding a NaN or an infinity."""
+    named = [(name, p) for name, p in model.named_parameters() if p.is_floating_point()]
+    if not named:
+        return []
+    finite = torch.stack([torch.isfinite(p.detach()).all() for _, p in named]).cpu()  # one device sync
+    return [name for (name, _), ok in zip(named, finite.tolist()) if not ok]
+
+
+class StopOnNonFinite(TrainerCallback):
+    """Stops training with `TrainingDivergedError` as soon as the weights (after an optimizer step) or an
+    evaluation loss are NaN or infinite, before the Trainer checkpoints, evaluates or pushes the broken model.
+
+    The Trainer's own logs hide a diverged run: ``logging_nan_inf_filter`` drops non-finite step losses, so the
+    logged training loss of a NaN model reads 0.
+    """
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+        model: torch.nn.Module | None = None, **kwargs: Any,
+    ) -> None:
+        bad = non_finite_parameters(model) if model is not None else []
+        flag = torch.tensor(float(bool(bad)))
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # FSDP shards the weights: every process must stop if one of them holds a non-finite shard.
+            flag = flag.to(next(model.parameters()).device)
+            torch.distributed.all_reduce(flag)
+        if flag.item():
+            shown = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "") if bad else "on another process"
+            raise TrainingDivergedError(self._message(args, state, f"the weights are NaN or infinite ({shown})"))
+
+    def on_evaluate(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+        metrics: dict[str, float] | None = None, **kwargs: Any,
+    ) -> None:
+        losses = {k: v for k, v in (metrics or {}).items() if k.endswith("_loss") and not np.isfinite(v)}
+        if losses:
+            raise TrainingDivergedError(self._message(args, state, f"the evaluation loss is not finite ({losses})"))
+
+    @staticmethod
+    def _message(args: TrainingArguments, state: TrainerState, what: str) -> str:
+        last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+        kept = f"the last good checkpoint is {last}" if last else "no checkpoint was saved"
+        return (
+            f"Training diverged at step {state.global_step} (epoch {state.epoch or 0:.2f}): {what}. The run stopped and "
+            f"nothing was saved as finished ({kept}). Lower --learning_rate (now {args.learning_rate}), or check "
+            "the data for extreme values, and run again."
+        )
 
 
 def summary_line(metrics: dict[str, Any], output_dir: str | os.PathLike) -> str:
@@ -179,8 +375,9 @@ def resolve_resume(args: TrainingArguments) -> str | None:
         return resume
     checkpoint = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
     if checkpoint is None:
-        raise FileNotFoundError(
-            f"--resume_from_checkpoint {resume}: no checkpoint-N folder in {args.output_dir} to resume from."
+        raise UsageError(
+            f"--resume_from_checkpoint {resume}: no checkpoint-N folder in {args.output_dir} to resume from. Give the "
+            "--output_dir of the run to resume, or leave --resume_from_checkpoint out to start a new run."
         )
     return checkpoint
 
@@ -194,9 +391,20 @@ def save_hub_ready_folder(
 ) -> Path:
     """Write the final model, its processor, ``training_metrics.json`` and ``README.md`` into ``output_dir``.
 
-    Everything is first written to a staging folder beside it and moved in only once all of it exists, so an
-    interrupted save never leaves a folder that looks finished. Checkpoint folders of the run are kept.
+    Everything is first written to a staging folder inside it; the marker of a finished folder
+    (``training_metrics.json``) of an earlier run is removed before anything is moved in and the new one is moved
+    in last, so an interrupted save never leaves a folder that looks finished (new weights with old metrics).
+    Checkpoint folders of the run are kept. A model with NaN or infinite weights is refused
+    (`TrainingDivergedError`) and nothing is written.
     """
+    bad = non_finite_parameters(trainer.model)
+    if bad:
+        raise TrainingDivergedError(
+            f"The trained model has NaN or infinite weights ({', '.join(bad[:3])}): it is not saved as finished. "
+            "Lower --learning_rate and run again."
+        )
+    if not all(np.isfinite(v) for v in metrics.values() if isinstance(v, float)):
+        raise TrainingDivergedError(f"The run's metrics are not finite ({metrics}): it is not saved as finished.")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=output_dir))
@@ -206,6 +414,7 @@ def save_hub_ready_folder(
             processor.save_pretrained(staging)
         (staging / "README.md").write_text(model_card)
         (staging / FINAL_FILES_MARKER).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        (output_dir / FINAL_FILES_MARKER).unlink(missing_ok=True)
         for path in sorted(staging.iterdir(), key=lambda p: p.name == FINAL_FILES_MARKER):  # marker last
             destination = output_dir / path.name
             if destination.is_dir():

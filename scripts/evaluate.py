@@ -1,6 +1,10 @@
 #!/usr/bin/env python
 """Accuracy and confusion matrix of a checkpoint folder or Hub id on a dataset split.
 
+The confusion matrix goes to ``outputs/evaluations/`` (or ``--output``), never into the model folder, which a push
+would publish. Exit status 2: a missing or unfinished folder, an unknown split, a batch size < 1 or an --output
+that cannot be written (checked before the evaluation runs).
+
     python scripts/evaluate.py outputs/timeseries-JapaneseVowels-bn JapaneseVowels
     python scripts/evaluate.py outputs/image-fashion-mnist-bn ../shared/data/images/fashion-mnist
     python scripts/evaluate.py org/model SelfRegulationSCP2 --data_dir ../shared/data/uea --revision v1 \
@@ -19,6 +23,40 @@ import argparse
 import json
 
 from hf_primaldual.evaluation import evaluate_checkpoint, plot_confusion_matrix
+from hf_primaldual.training import UsageError, folder_name
+
+#: Where the confusion matrices go by default: never into the model folder, which a push would publish.
+DEFAULT_OUTPUT_DIR = Path("outputs") / "evaluations"
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: give a number >= 1")
+    return value
+
+
+def default_output(checkpoint: str, dataset: str, split: str) -> Path:
+    """``outputs/evaluations/<model>-<dataset>-<split>-confusion_matrix.png``."""
+    names = (Path(checkpoint.rstrip("/")).name, Path(dataset.rstrip("/")).stem, split)
+    return DEFAULT_OUTPUT_DIR / f"{'-'.join(folder_name(name) for name in names)}-confusion_matrix.png"
+
+
+def writable_output(output: Path) -> Path:
+    """``output``, its folder created; `UsageError` when the PNG cannot be written there (checked before the
+    evaluation runs, so that its result is not lost)."""
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        if output.is_dir():
+            raise IsADirectoryError(f"{output} is a folder")
+        existed = output.exists()
+        with output.open("ab"):
+            pass
+        if not existed:
+            output.unlink()
+    except OSError as err:
+        raise UsageError(f"--output {output}: cannot write the confusion matrix there ({err}). Give a writable file path.")
+    return output
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -28,17 +66,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data_dir", help="UEA archive folder (default: the shipped data)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--revision", help="Hub branch, tag or commit")
-    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--batch_size", type=positive_int, default=64)
     parser.add_argument("--trust_remote_code", action="store_true")
-    parser.add_argument("--output", help="confusion-matrix PNG (default: <checkpoint folder or .>/confusion_matrix.png)")
+    parser.add_argument("--output", type=Path, help=f"confusion-matrix PNG (default: {DEFAULT_OUTPUT_DIR}/"
+                                                    "<model>-<dataset>-<split>-confusion_matrix.png)")
     args = parser.parse_args(argv)
 
-    result = evaluate_checkpoint(
-        args.checkpoint, args.dataset, split=args.split, data_dir=args.data_dir, batch_size=args.batch_size,
-        revision=args.revision, trust_remote_code=args.trust_remote_code,
-    )
-    local = Path(args.checkpoint)
-    output = Path(args.output) if args.output else (local if local.is_dir() else Path(".")) / "confusion_matrix.png"
+    try:
+        output = writable_output(args.output or default_output(args.checkpoint, args.dataset, args.split))
+        result = evaluate_checkpoint(
+            args.checkpoint, args.dataset, split=args.split, data_dir=args.data_dir, batch_size=args.batch_size,
+            revision=args.revision, trust_remote_code=args.trust_remote_code,
+        )
+    except UsageError as err:
+        parser.exit(2, f"error: {err}\n")
     plot_confusion_matrix(result, output, title=f"{Path(args.checkpoint).name} on {args.dataset} ({args.split}): "
                                                 f"accuracy {result.accuracy:.4f}")
     summary = {"checkpoint": str(args.checkpoint), "dataset": args.dataset, "split": args.split,

@@ -31,8 +31,13 @@ from hf_primaldual.hub import EvaluationRow, render_model_card
 from hf_primaldual.training import (
     AttentionArguments,
     EpochTrainingArguments,
+    StopOnNonFinite,
+    UsageError,
     accuracy_metric,
+    check_checkpoint_matches,
+    check_run_arguments,
     publish_run,
+    run_script,
     selection_arguments,
     set_default_output_dir,
     split_for_selection,
@@ -73,6 +78,12 @@ class DataArguments:
         default=5000, metadata={"help": "training images the processor's mean and std are measured on"}
     )
 
+    def __post_init__(self) -> None:
+        for option in ("max_train_samples", "max_eval_samples", "normalisation_samples"):
+            value = getattr(self, option)
+            if value is not None and value < 1:  # 0 would otherwise read as "no limit"
+                raise UsageError(f"--{option} {value}: give a number of images >= 1, or leave it out to use all.")
+
 
 @dataclass
 class ImageTrainingArguments(EpochTrainingArguments):
@@ -102,6 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
     attention_args, model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     dataset_name = Path(data_args.dataset.rstrip("/")).stem
     set_default_output_dir(training_args, f"image-{dataset_name}-{attention_args.attention_type}")
+    check_run_arguments(training_args, validation_fraction=data_args.validation_fraction)
     set_seed(training_args.seed)
 
     splits = load_image_dataset(data_args.dataset)
@@ -143,6 +155,7 @@ def main(argv: list[str] | None = None) -> dict:
             **labels,
         )
         model = PrimalDualViTForImageClassification(config)
+    check_checkpoint_matches(model.config, training_args.resume_from_checkpoint)
 
     train_transform = build_transforms(
         image_processor, train=True, random_crop_padding=data_args.random_crop_padding,
@@ -160,6 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
         eval_dataset=validation if validation is not None else test,
         processing_class=image_processor,
         compute_metrics=accuracy_metric(),
+        callbacks=[StopOnNonFinite()],
     )
     metrics = {
         "dataset": dataset_name,
@@ -200,4 +214,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(run_script(main, sys.argv[1:]))

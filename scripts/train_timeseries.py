@@ -37,8 +37,12 @@ from hf_primaldual.hub import EvaluationRow, render_model_card
 from hf_primaldual.training import (
     AttentionArguments,
     EpochTrainingArguments,
+    StopOnNonFinite,
     accuracy_metric,
+    check_checkpoint_matches,
+    check_run_arguments,
     publish_run,
+    run_script,
     selection_arguments,
     set_default_output_dir,
     split_for_selection,
@@ -84,10 +88,18 @@ class TimeSeriesTrainingArguments(EpochTrainingArguments):
     seed: int = 42
 
 
+def problem_name(train_path: str) -> str:
+    """The problem a UEA training file is of, from its name: ``.../BasicMotions_TRAIN.ts.gz`` -> ``BasicMotions``."""
+    name = Path(train_path).name.removesuffix(".gz").removesuffix(".ts")
+    return name[: -len("_TRAIN")] if name.upper().endswith("_TRAIN") else name
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = HfArgumentParser((TimeSeriesAttentionArguments, ModelArguments, DataArguments, TimeSeriesTrainingArguments))
     attention_args, model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    set_default_output_dir(training_args, f"timeseries-{data_args.dataset}-{attention_args.attention_type}")
+    problem = problem_name(data_args.train_path) if data_args.train_path else data_args.dataset
+    set_default_output_dir(training_args, f"timeseries-{problem}-{attention_args.attention_type}")
+    check_run_arguments(training_args, validation_fraction=data_args.validation_fraction)
     set_seed(training_args.seed)
 
     if data_args.train_path or data_args.test_path:
@@ -117,6 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
         id2label=dict(enumerate(class_names)),
         label2id={name: i for i, name in enumerate(class_names)},
     )
+    check_checkpoint_matches(config, training_args.resume_from_checkpoint)
     model = PrimalDualTimeSeriesForClassification(config)
 
     trainer = Trainer(
@@ -127,6 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
         data_collator=DataCollatorForTimeSeriesClassification(feature_extractor),
         processing_class=feature_extractor,
         compute_metrics=accuracy_metric(),
+        callbacks=[StopOnNonFinite()],
         optimizer_cls_and_kwargs=(
             torch.optim.RAdam,
             {"lr": training_args.learning_rate, "weight_decay": training_args.weight_decay},
@@ -165,4 +179,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(run_script(main, sys.argv[1:]))

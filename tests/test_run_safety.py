@@ -1,0 +1,285 @@
+"""Output folders that look finished are finished and true, and bad arguments are refused with a clear message and
+the documented exit code before anything is read or written.
+
+* The final save of a second run into a finished folder, interrupted, leaves a folder that push refuses.
+* A resume whose model settings differ from the checkpoint's, a folder of the user's own files as --output_dir, a
+  diverged run (NaN weights): refused or stopped, the folder untouched or left unfinished.
+* A --train_path run is named after its file; a dataset name cannot put the default folder outside outputs/.
+* scripts/evaluate.py on a missing or unfinished folder, an unknown split, --batch_size 0, an unwritable --output;
+  the training scripts on a bogus --attention_type, a file as --output_dir, --validation_fraction 1.0,
+  --max_train_samples 0, an unreachable Hub with --push_to_hub: exit 2 (1 for the Hub), before the data loads.
+
+Training runs use the shipped JapaneseVowels set and tests/fixtures, one epoch of a tiny model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from transformers import AutoModelForSequenceClassification, TrainingArguments
+
+import hf_primaldual  # noqa: F401  (registers the Auto classes)
+from hf_primaldual import training
+from hf_primaldual.hub import FolderNotReadyError, list_push_files
+from hf_primaldual.training import FINAL_FILES_MARKER, TrainingDivergedError, save_hub_ready_folder
+
+if __package__:
+    from .hub_fixtures import load_script, patch_hub_in_process
+    from .hub_server import HubServer
+else:
+    from hub_fixtures import load_script, patch_hub_in_process
+    from hub_server import HubServer
+
+REPO = Path(__file__).resolve().parents[1]
+BASIC_MOTIONS = REPO / "tests" / "fixtures" / "BasicMotions"
+FASHION_SAMPLE = REPO / "tests" / "fixtures" / "fashion-mnist-sample"
+TINY = ["--num_train_epochs", "1", "--hidden_size", "16", "--num_hidden_layers", "1", "--num_attention_heads", "2",
+        "--intermediate_size", "32"]
+
+
+def train(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    command = [sys.executable, str(REPO / "scripts" / "train_timeseries.py"), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
+
+
+def hashes(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+timeseries_script = load_script("train_timeseries")
+image_script = load_script("train_image")
+evaluate_script = load_script("evaluate")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished output folder (one epoch of a tiny Attention-BN model, with its checkpoint-17)."""
+    folder = tmp_path_factory.mktemp("safety") / "jv-bn"
+    result = train("--output_dir", str(folder), *TINY)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return folder
+
+
+@pytest.fixture
+def run_copy(finished_run: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run, copy)
+    return copy
+
+
+def run_main(module: ModuleType, argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """A training script's exit status and stderr, run in this process."""
+    code = module.run_script(module.main, argv)
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture
+def no_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if a script reads its data: these arguments must be refused before that."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the data was loaded before the arguments were checked")
+
+    monkeypatch.setattr(timeseries_script, "load_uea", refuse)
+    monkeypatch.setattr(image_script, "load_image_dataset", refuse)
+
+
+# ------------------------------------------------------------------------------------------------ finished and true
+
+
+def test_interrupted_final_save_into_a_finished_folder_is_not_finished(run_copy: Path, monkeypatch) -> None:
+    """A second run's final save dies after moving its first file in: the folder holds new files beside the old
+    config and metrics, and must not look finished (push refuses it)."""
+    model = AutoModelForSequenceClassification.from_pretrained(run_copy)
+    trainer = type("TrainerStub", (), {"model": model})()
+    moves = []
+
+    def dying_replace(source, destination):
+        if moves:
+            raise KeyboardInterrupt  # the second move: the process is killed during the final save
+        moves.append(destination)
+        os.rename(source, destination)
+
+    monkeypatch.setattr(training.os, "replace", dying_replace)
+    with pytest.raises(KeyboardInterrupt):
+        save_hub_ready_folder(trainer, run_copy, {"test_accuracy_final": 0.5, "eval_history": []}, "# new card\n")
+    assert moves and (run_copy / "config.json").is_file()
+    with pytest.raises(FolderNotReadyError, match="training_metrics.json missing"):
+        list_push_files(run_copy)
+
+
+def test_resume_with_other_model_arguments_is_refused(run_copy: Path, capsys) -> None:
+    before = hashes(run_copy)
+    code, message = run_main(
+        timeseries_script,
+        ["--output_dir", str(run_copy), *TINY, "--num_train_epochs", "2", "--resume_from_checkpoint", "last",
+         "--attention_type", "softmax"],
+        capsys,
+    )
+    assert code == 2, message
+    assert "checkpoint-17 was trained with other model settings" in message
+    assert "attention_type='bn' (this run: 'softmax')" in message and "another --output_dir" in message
+    assert hashes(run_copy) == before
+
+
+def test_output_dir_with_the_users_own_files_is_refused(tmp_path: Path, capsys, no_data) -> None:
+    own = tmp_path / "mine"
+    own.mkdir()
+    (own / "README.md").write_text("my notes\n")
+    (own / "config.json").write_text('{"mine": true}\n')
+    before = hashes(own)
+    code, message = run_main(timeseries_script, ["--output_dir", str(own), *TINY], capsys)
+    assert code == 2 and "not from a training run of this project (README.md, config.json)" in message
+    assert "--overwrite_output_dir" in message and hashes(own) == before
+
+
+def test_overwrite_flag_and_our_own_folders_are_accepted(finished_run: Path, tmp_path: Path) -> None:
+    """--overwrite_output_dir writes into a folder of other files; a finished folder of ours is no obstacle."""
+    args = TrainingArguments(output_dir=str(finished_run))
+    training.check_run_arguments(args)  # ours: no error
+    own = tmp_path / "mine"
+    own.mkdir()
+    (own / "README.md").write_text("my notes\n")
+    result = train("--output_dir", str(own), *TINY, "--overwrite_output_dir", "--save_strategy", "no")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (own / FINAL_FILES_MARKER).is_file()
+
+
+def test_train_path_run_is_named_after_its_file(tmp_path: Path) -> None:
+    result = train("--train_path", str(BASIC_MOTIONS / "BasicMotions_TRAIN.ts"), "--test_path",
+                   str(BASIC_MOTIONS / "BasicMotions_TEST.ts.gz"), *TINY, "--save_strategy", "no", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [p.name for p in (tmp_path / "outputs").iterdir()] == ["timeseries-BasicMotions-bn"]
+    assert (tmp_path / "outputs" / "timeseries-BasicMotions-bn" / FINAL_FILES_MARKER).is_file()
+
+
+def test_default_output_dir_stays_inside_outputs(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("timeseries-../../../etc-bn", "../x", "..", "/abs/path", "a/b\\c", "image-.-softmax", ""):
+        args = TrainingArguments(output_dir="trainer_output")
+        training.set_default_output_dir(args, name)
+        assert Path(args.output_dir).resolve().parent == (tmp_path / "outputs").resolve(), (name, args.output_dir)
+        assert not Path(args.output_dir).name.startswith(".")
+    args = TrainingArguments(output_dir="trainer_output")
+    training.set_default_output_dir(args, "timeseries-../../etc-bn")
+    assert args.output_dir == str(Path("outputs") / "timeseries-etc-bn")
+
+
+def test_diverged_run_stops_and_is_never_saved_as_finished(run_copy: Path, tmp_path: Path) -> None:
+    before = hashes(run_copy)
+    fresh = tmp_path / "fresh"
+    for folder in (fresh, run_copy):  # a new folder, and a new run into a finished one
+        result = train("--output_dir", str(folder), *TINY, "--learning_rate", "1e30")
+        assert result.returncode == 1, result.stderr[-3000:]
+        assert "Training diverged at step" in result.stderr and "NaN or infinite" in result.stderr
+        assert "Lower --learning_rate" in result.stderr and "Traceback" not in result.stderr
+    assert not (fresh / FINAL_FILES_MARKER).exists() and not list(fresh.glob("checkpoint-*"))
+    with pytest.raises(FolderNotReadyError):
+        list_push_files(fresh)
+    assert hashes(run_copy) == before  # the earlier finished model is kept as it was
+
+
+def test_a_model_with_nan_weights_is_not_saved(run_copy: Path) -> None:
+    model = AutoModelForSequenceClassification.from_pretrained(run_copy)
+    with __import__("torch").no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    before = hashes(run_copy)
+    trainer = type("TrainerStub", (), {"model": model})()
+    with pytest.raises(TrainingDivergedError, match="NaN or infinite weights"):
+        save_hub_ready_folder(trainer, run_copy, {"test_accuracy_final": 0.1}, "# card\n")
+    assert hashes(run_copy) == before
+
+
+# ------------------------------------------------------------------------------------------------ refused arguments
+
+
+@pytest.mark.parametrize(
+    ("script", "argv", "expected"),
+    [
+        ("timeseries", ["--attention_type", "bogus"], "--attention_type: Unknown attention_type 'bogus'"),
+        ("image", ["--dataset", "x", "--attention_type", "bogus"], "Choose one of: softmax"),
+        ("timeseries", ["--output_dir", "{file}"], "is a file: give a folder"),
+        ("timeseries", ["--validation_fraction", "1.0"], "--validation_fraction 1.0: give a fraction"),
+        ("image", ["--dataset", "x", "--validation_fraction", "-0.1"], "in [0, 1)"),
+        ("image", ["--dataset", "x", "--max_train_samples", "0"], "--max_train_samples 0: give a number of images"),
+        ("image", ["--dataset", "x", "--max_eval_samples", "0"], "or leave it out to use all"),
+        ("timeseries", ["--output_dir", "{new}", "--resume_from_checkpoint", "last"], "no checkpoint-N folder"),
+    ],
+)
+def test_training_scripts_refuse_bad_arguments_before_reading_data(
+    script: str, argv: list[str], expected: str, tmp_path: Path, capsys, no_data
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder\n")
+    argv = [a.format(file=tmp_path / "a-file", new=tmp_path / "new") for a in argv]
+    if "--output_dir" not in argv:
+        argv += ["--output_dir", str(tmp_path / "out")]
+    module = timeseries_script if script == "timeseries" else image_script
+    code, message = run_main(module, argv, capsys)
+    assert code == 2 and message.startswith("error: ") and expected in message, message
+    assert "Traceback" not in message and not (tmp_path / "out").exists()
+
+
+def test_unreachable_hub_with_push_to_hub_is_reported_at_start(tmp_path: Path, monkeypatch, capsys, no_data) -> None:
+    hub = HubServer().start()
+    port = hub.port
+    hub.stop()
+    patch_hub_in_process(monkeypatch, hub.env(tmp_path / "down"))
+    code, message = run_main(
+        timeseries_script, ["--output_dir", str(tmp_path / "out"), "--push_to_hub", "--hub_model_id", "user/jv"], capsys
+    )
+    assert code == 1, message
+    assert f"Cannot reach the Hub at http://127.0.0.1:{port}" in message and "HF_ENDPOINT" in message
+    assert "Nothing was trained" in message and not (tmp_path / "out").exists()
+
+
+def run_evaluate(argv: list[str], capsys) -> tuple[int, str]:
+    try:
+        evaluate_script.main(argv)
+    except SystemExit as exit_:
+        return exit_.code, capsys.readouterr().err
+    return 0, capsys.readouterr().err
+
+
+def test_evaluate_refuses_bad_arguments(run_copy: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("x\n")
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(run_copy, unfinished)
+    (unfinished / FINAL_FILES_MARKER).unlink()
+    cases = [
+        ([str(tmp_path / "missing"), "JapaneseVowels"], "missing is not a folder"),
+        ([str(unfinished), "JapaneseVowels"], "has not finished"),
+        ([str(run_copy / "checkpoint-17" / "optimizer.pt"), "JapaneseVowels"], "is not a folder"),
+        ([str(run_copy), "JapaneseVowels", "--split", "validation"], "Unknown split 'validation' of JapaneseVowels"),
+        ([str(run_copy), "JapaneseVowels", "--batch_size", "0"], "--batch_size: 0: give a number >= 1"),
+        ([str(run_copy), "JapaneseVowels", "--output", str(tmp_path / "a-file" / "cm.png")], "cannot write"),
+        ([str(run_copy), "JapaneseVowels", "--output", str(tmp_path)], "cannot write"),
+    ]
+    for argv, expected in cases:
+        code, message = run_evaluate(argv, capsys)
+        assert code == 2 and expected in message, (argv, message)
+        assert "Traceback" not in message
+    code, _ = run_evaluate([str(run_copy / "checkpoint-17"), "JapaneseVowels", "--output", "cm.png"], capsys)
+    assert code == 0 and (tmp_path / "cm.png").is_file()  # a checkpoint-N folder is a model too
+
+
+def test_evaluate_writes_its_plot_outside_the_model_folder(run_copy: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    before = hashes(run_copy)
+    summary = evaluate_script.main([str(run_copy), "JapaneseVowels"])
+    plot = Path(summary["confusion_matrix"])
+    assert plot.is_file() and plot.stat().st_size > 10_000
+    assert not plot.resolve().is_relative_to(run_copy.resolve()) and hashes(run_copy) == before
+    assert plot == Path("outputs") / "evaluations" / "run-JapaneseVowels-test-confusion_matrix.png"
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["accuracy"] == summary["accuracy"]
