@@ -3,12 +3,18 @@ to use, and its settings. Validated at construction, with messages that say what
 
 from __future__ import annotations
 
+import contextvars
+import dataclasses
+import difflib
 from typing import ClassVar, Literal
 
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
+from transformers.utils import logging
 
 from .attention import ATTENTION_TYPES, SH_POOLING_MODES, parse_attention_type
+
+logger = logging.get_logger(__name__)
 
 
 @strict
@@ -53,15 +59,50 @@ class PrimalDualAttentionConfig(PreTrainedConfig):
     attention_probs_dropout_prob: float | int = 0.0
 
     def __post_init__(self, **kwargs):
+        if not _LOADING.get():
+            _refuse_misspelt_fields(self, kwargs)
         if self.head_scales is not None:
             self.head_scales = list(self.head_scales)  # JSON has no tuples: keep the saved form
         kwargs["auto_map"] = {**self.code_auto_map, **(kwargs.get("auto_map") or {})}
         super().__post_init__(**kwargs)
 
+    def to_diff_dict(self) -> dict:
+        # Always written, default or not: a checkpoint without it would load as softmax on weights trained otherwise.
+        return {**super().to_diff_dict(), "attention_type": self.attention_type}
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        if (
+            config_dict.get("model_type") == cls.model_type
+            and "attention_type" not in config_dict
+            and "attention_type" not in kwargs
+        ):
+            logger.warning(
+                f"This {cls.model_type} checkpoint's config.json does not say its attention_type: it loads as "
+                f"'{cls.attention_type}'. If it was trained with another type, pass attention_type=... to "
+                "from_pretrained and save it again."
+            )
+        # A saved config is taken as written (other tools add their own fields); typos are refused at construction.
+        token = _LOADING.set(True)
+        try:
+            return super().from_dict(config_dict, **kwargs)
+        finally:
+            _LOADING.reset(token)
+
     def validate_attention(self) -> None:
         """Part of `@strict`-powered validation: the attention fields agree with each other and the heads."""
         if self.attention_type not in ATTENTION_TYPES:
             parse_attention_type(self.attention_type)  # raises with the list of valid names
+        for name in ("hidden_size", "num_attention_heads", "num_hidden_layers"):
+            value = getattr(self, name, 1)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+        for name in ("attention_probs_dropout_prob", "hidden_dropout_prob"):
+            value = getattr(self, name, 0.0)
+            if not 0 <= value < 1:
+                raise ValueError(f"{name} is a probability of dropping, in [0, 1): got {value!r}.")
+        if isinstance(self.attention_window, bool) or not isinstance(self.attention_window, int):
+            raise ValueError(f"attention_window must be an integer (keys on each side), got {self.attention_window!r}.")
         if self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
@@ -91,5 +132,23 @@ class PrimalDualAttentionConfig(PreTrainedConfig):
         if self.bn_eps <= 0:
             raise ValueError(f"bn_eps must be > 0, got {self.bn_eps}.")
 
+
+def _refuse_misspelt_fields(config: PreTrainedConfig, extra: dict) -> None:
+    """transformers keeps unknown config kwargs as attributes, so ``attenton_type="bn"`` would silently build a
+    softmax model: refuse a kwarg that is a near miss of one of this config's own fields."""
+    own = [f.name for f in dataclasses.fields(config) if f.name not in _BASE_FIELDS]
+    for name in extra:
+        if name in own or name.startswith("_"):
+            continue
+        close = difflib.get_close_matches(name, own, n=1, cutoff=0.85)
+        if close:
+            raise ValueError(
+                f"{type(config).__name__} has no field {name!r}: did you mean {close[0]!r}? (Unknown fields would be "
+                "kept and ignored.)"
+            )
+
+
+_BASE_FIELDS = {f.name for f in dataclasses.fields(PreTrainedConfig)}
+_LOADING: contextvars.ContextVar[bool] = contextvars.ContextVar("primaldual_config_loading", default=False)
 
 __all__ = ["PrimalDualAttentionConfig"]

@@ -56,6 +56,8 @@ class PrimalDualViTConfig(PrimalDualAttentionConfig):
         """Part of `@strict`-powered validation: the image is a whole number of patches."""
         image = _pair(self.image_size)
         patch = _pair(self.patch_size)
+        if min(image) < 1 or min(patch) < 1:
+            raise ValueError(f"image_size and patch_size must be >= 1, got {image} and {patch}.")
         if image[0] % patch[0] or image[1] % patch[1]:
             raise ValueError(
                 f"image_size {image} is not a whole number of {patch} patches: choose an image_size that is a "

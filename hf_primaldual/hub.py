@@ -58,6 +58,7 @@ REPO_ID_PLACEHOLDER = "your-name/your-model"
 _KERNEL_FORMULAS = {
     "softmax": "A_ij = softmax_j(q_i . k_j / sqrt(D))",
     "linear": "A_ij = Phi(q_i) . Phi(k_j) / sum_l Phi(q_i) . Phi(k_l), Phi = elu + 1 (O(N))",
+    "local_window": "A_ij = softmax_j(q_i . k_j / sqrt(D))",
 }
 
 
@@ -65,7 +66,7 @@ def attention_formula(attention_type: str, config: Any | None = None) -> str:
     """One line saying what ``attention_type`` computes (with its settings, when ``config`` is given)."""
     spec = parse_attention_type(attention_type)
     parts = [_KERNEL_FORMULAS[spec.kernel]]
-    if spec.local_window:
+    if spec.kernel == "local_window":
         window = getattr(config, "attention_window", "w")
         parts.append(f"over the keys with |i - j| <= {window} only (sparse)")
     if spec.batch_norm:

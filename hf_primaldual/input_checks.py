@@ -44,3 +44,43 @@ def check_key_mask(
     if not mask.any(dim=1).all():
         raise ValueError(f"{name} has a sequence with no real token: drop empty sequences.")
     return None if mask.all() else mask
+
+
+def check_labels(labels: torch.Tensor | None, batch_size: int, config) -> None:
+    """Labels as transformers' classification losses take them, or an error saying what to pass instead.
+
+    Integer class indices ``(batch,)`` in ``[0, num_labels)`` (``-100``: ignored, not all of them); float targets
+    ``(batch, num_labels)`` for multi-label classification; floats ``(batch,)`` for regression (``num_labels=1``).
+    """
+    if labels is None or torch.compiler.is_compiling():
+        return
+    num_labels = config.num_labels
+    if labels.shape[0] != batch_size:
+        raise ValueError(f"labels has {labels.shape[0]} entries for a batch of {batch_size} inputs.")
+    problem = config.problem_type
+    if problem == "regression" or (problem is None and num_labels == 1):
+        return
+    if torch.is_floating_point(labels):
+        if problem == "single_label_classification" or tuple(labels.shape) != (batch_size, num_labels):
+            raise ValueError(
+                f"labels are floats of shape {tuple(labels.shape)}: pass class indices as integers "
+                f"(labels.long()), or multi-label targets of shape ({batch_size}, {num_labels})."
+            )
+        return
+    if problem == "multi_label_classification":
+        raise ValueError("problem_type is 'multi_label_classification': pass float targets (batch, num_labels).")
+    if labels.dim() != 1:
+        raise ValueError(
+            f"labels must be class indices of shape ({batch_size},), got shape {tuple(labels.shape)}: for one-hot "
+            "labels pass labels.argmax(-1)."
+        )
+    ignored = labels == -100
+    if ignored.all():
+        raise ValueError("Every label is -100 (ignored): the loss would be NaN. Pass at least one real label.")
+    real = labels[~ignored]
+    if (real < 0).any() or (real >= num_labels).any():
+        bad = real[(real < 0) | (real >= num_labels)].unique()[:5].tolist()
+        raise ValueError(
+            f"labels {bad} are out of range for num_labels={num_labels}: labels are class indices in "
+            f"[0, {num_labels - 1}] (-100 to ignore one); build the model with the dataset's number of classes."
+        )

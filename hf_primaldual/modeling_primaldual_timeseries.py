@@ -6,8 +6,6 @@ Attention-SH pooling and of the batch-norm statistics, and are zeroed before the
 further changes none of its outputs.
 """
 
-from __future__ import annotations
-
 import math
 
 import torch
@@ -24,7 +22,7 @@ from transformers.utils.output_capturing import capture_outputs
 
 from .attention import TokenLayout
 from .configuration_primaldual_timeseries import PrimalDualTimeSeriesConfig
-from .input_checks import check_finite, check_key_mask
+from .input_checks import check_finite, check_key_mask, check_labels
 from .modeling_attention import PrimalDualSelfAttention
 
 
@@ -36,6 +34,13 @@ class MaskedBatchNorm(nn.Module):
         self.norm = nn.BatchNorm1d(hidden_size, eps=eps)
 
     def forward(self, hidden_states: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        if self.training and not torch.compiler.is_compiling():
+            real = hidden_states.shape[0] * hidden_states.shape[1] if padding_mask is None else int(padding_mask.sum())
+            if real < 2:
+                raise ValueError(
+                    "Batch normalisation in training needs more than one real time step in the batch, got "
+                    f"{real}: train with larger batches or longer series, or use norm_type='layer'."
+                )
         if padding_mask is None or not self.training:
             # In eval mode each token is normalised by the running statistics alone: padding cannot leak.
             return self.norm(hidden_states.flatten(0, 1)).view_as(hidden_states)
@@ -113,6 +118,7 @@ class PrimalDualTimeSeriesPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["PrimalDualTimeSeriesLayer"]
     _supports_sdpa = True
+    _input_embed_layer = "value_projection"
     _can_record_outputs = {
         "hidden_states": PrimalDualTimeSeriesLayer,
         "attentions": PrimalDualSelfAttention,
@@ -242,6 +248,8 @@ class PrimalDualTimeSeriesForClassification(PrimalDualTimeSeriesPreTrainedModel)
 
         Returns: `SequenceClassifierOutput` with `logits` of shape `(batch_size, num_labels)`.
         """
+        if past_values is not None:
+            check_labels(labels, past_values.shape[0], self.config)
         outputs = self.model(past_values, attention_mask=attention_mask, **kwargs)
         hidden_states = self.dropout(self.activation_fn(outputs.last_hidden_state))
         logits = self.classifier(self.pool(hidden_states, self.model.token_mask(past_values, attention_mask)))

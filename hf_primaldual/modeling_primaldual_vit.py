@@ -7,15 +7,13 @@ model too: a ViT or DeiT checkpoint loads with no missing or unexpected weights,
 `transformers.ViTForImageClassification`.
 """
 
-from __future__ import annotations
-
 import torch
 from torch import nn
 from transformers.conversion_mapping import (
     get_checkpoint_conversion_mapping,
     register_checkpoint_conversion_mapping,
 )
-from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
 from transformers.models.vit.modeling_vit import (
     ViTEmbeddings,
     ViTForImageClassification,
@@ -29,7 +27,7 @@ from transformers.utils.output_capturing import capture_outputs
 
 from .attention import TokenLayout
 from .configuration_primaldual_vit import PrimalDualViTConfig
-from .input_checks import check_finite, check_key_mask
+from .input_checks import check_finite, check_key_mask, check_labels
 from .modeling_attention import PrimalDualSelfAttention
 
 
@@ -150,7 +148,28 @@ class PrimalDualViTForImageClassification(PrimalDualViTPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
         self.post_init()
 
-    forward = ViTForImageClassification.forward
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool | None = None,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> ImageClassifierOutput:
+        r"""transformers' `ViTForImageClassification.forward`, with the labels checked first.
+
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`): images.
+            labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*): class indices; gives the loss
+                (cross-entropy, or as `config.problem_type` says).
+
+        Returns: `ImageClassifierOutput` with `logits` of shape `(batch_size, num_labels)`.
+        """
+        if pixel_values is not None:
+            check_labels(labels, pixel_values.shape[0], self.config)
+        return ViTForImageClassification.forward(
+            self, pixel_values, labels, interpolate_pos_encoding, attention_mask, **kwargs
+        )
 
 
 # Checkpoints of transformers' ViT are stored with the legacy names (`encoder.layer.N.attention.attention.query`);
