@@ -110,6 +110,8 @@ class AttentionOptions:
     bn_use_std: bool = True
     attention_window: int = 16
     dropout: float = 0.0
+    #: the softmax kernel's score scale; None: ``1 / sqrt(D)`` (models that scale otherwise pass their own)
+    scaling: float | None = None
 
     @classmethod
     def from_config(cls, config) -> AttentionOptions:
@@ -159,25 +161,28 @@ def softmax_kernel(
     query: torch.Tensor, key: torch.Tensor, key_mask: torch.Tensor | None, options: AttentionOptions
 ) -> torch.Tensor:
     """``A_ij = softmax_j(q_i^T k_j / sqrt(D))`` over the real keys."""
-    return _masked_softmax(_scores(query, key), _allowed(key_mask), query.dtype)
+    return _masked_softmax(_scores(query, key, options.scaling), _allowed(key_mask), query.dtype)
 
 
 def local_window_kernel(
     query: torch.Tensor, key: torch.Tensor, key_mask: torch.Tensor | None, options: AttentionOptions
 ) -> torch.Tensor:
-    """Softmax over the real keys ``j`` with ``|i - j| <= attention_window`` (sparse attention)."""
+    """Softmax over the real keys ``j`` with ``|i - j| <= attention_window`` (sparse attention); a (padded) query
+    with no real key in its window attends to its whole window."""
     positions = torch.arange(query.shape[-2], device=query.device)
     allowed = (positions[:, None] - positions[None, :]).abs() <= options.attention_window
     if key_mask is not None:
-        allowed = allowed & _allowed(key_mask)
-    return _masked_softmax(_scores(query, key), allowed, query.dtype)
+        real = allowed & _allowed(key_mask)
+        allowed = torch.where(real.any(dim=-1, keepdim=True), real, allowed)
+    return _masked_softmax(_scores(query, key, options.scaling), allowed, query.dtype)
 
 
-def _scores(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+def _scores(query: torch.Tensor, key: torch.Tensor, scaling: float | None = None) -> torch.Tensor:
     """``q_i^T k_j / sqrt(D)`` in at least float32: half precision overflows on large queries and keys, where the
     fused kernels accumulate in float32 too."""
     dtype = torch.promote_types(query.dtype, torch.float32)
-    return torch.matmul(query.to(dtype), key.to(dtype).transpose(-1, -2)) * query.shape[-1] ** -0.5
+    scale = query.shape[-1] ** -0.5 if scaling is None else scaling
+    return torch.matmul(query.to(dtype), key.to(dtype).transpose(-1, -2)) * scale
 
 
 def _masked_softmax(scores: torch.Tensor, allowed: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:

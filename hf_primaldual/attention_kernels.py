@@ -54,8 +54,9 @@ def softmax_attention(
     value: torch.Tensor,
     mask: torch.Tensor | None = None,
     dropout_p: float = 0.0,
+    scale: float | None = None,
 ) -> torch.Tensor:
-    """``softmax_j(q_i^T k_j / sqrt(D)) v_j`` through the fused kernel.
+    """``softmax_j(q_i^T k_j / sqrt(D)) v_j`` through the fused kernel (``scale`` in place of ``1 / sqrt(D)``).
 
     Args:
         query: ``(B, H, N_q, D)``; key, value: ``(B, H, N_k, D)``.
@@ -66,8 +67,8 @@ def softmax_attention(
     if dropout_p > 0 and _fused_dropout_available(query, key, value):
         shape = query.shape[:-1] + key.shape[-2:-1]
         dropout_mask, dropout_p = attention_dropout_additive_mask(shape, dropout_p, query.dtype)
-        return _fused_attention_with_dropout(query, key, value, mask, dropout_mask, dropout_p)
-    return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout_p)
+        return _fused_attention_with_dropout(query, key, value, mask, dropout_mask, dropout_p, scale)
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout_p, scale=scale)
 
 
 # materialises the attention matrix several times over and draws one Bernoulli variable per entry (measured at
@@ -163,8 +164,8 @@ class _SoftmaxAttentionWithDropout(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, query, key, value, kept_mask, key_mask, p):
-        scale = query.shape[-1] ** -0.5
+    def forward(ctx, query, key, value, kept_mask, key_mask, p, scale):
+        scale = query.shape[-1] ** -0.5 if scale is None else scale
         kept_output, kept_lse = _flash_attention_cpu(query, key, value, attn_mask=kept_mask, scale=scale)
         _, lse = _flash_attention_cpu(query, key, value, attn_mask=key_mask, scale=scale)
         # A query whose every key was dropped has kept_lse = -inf, rho = 0 and output 0, as the formula says.
@@ -190,7 +191,7 @@ class _SoftmaxAttentionWithDropout(torch.autograd.Function):
             first_column, query, key, torch.zeros_like(value), delta, lse, 0.0, False, attn_mask=key_mask,
             scale=ctx.scale,
         )
-        return grad_query + unmasked_query, grad_key + unmasked_key, grad_value, None, None, None
+        return grad_query + unmasked_query, grad_key + unmasked_key, grad_value, None, None, None, None
 
 
 def _fused_attention_with_dropout(
@@ -200,6 +201,7 @@ def _fused_attention_with_dropout(
     mask: torch.Tensor | None,
     dropout_mask: torch.Tensor,
     p: float,
+    scale: float | None = None,
 ) -> torch.Tensor:
     """``dropout_mask``: additive ``(B, H, N_q, N_k)``, ``-inf`` for the dropped probabilities; the padded keys
     are masked into it in place, so it must be the caller's own."""
@@ -207,7 +209,7 @@ def _fused_attention_with_dropout(
         dropout_mask.masked_fill_(~mask, float("-inf"))
     return _SoftmaxAttentionWithDropout.apply(
         query.contiguous(), key.contiguous(), value.contiguous(), dropout_mask, _additive_mask(mask, query.dtype),
-        float(p),
+        float(p), scale,
     )
 
 
@@ -259,6 +261,7 @@ def local_window_attention(
     window: int,
     key_mask: torch.Tensor | None = None,
     dropout_p: float = 0.0,
+    scale: float | None = None,
 ) -> torch.Tensor:
     """Sparse attention: query ``i`` attends to keys ``j`` with ``|i - j| <= window`` (softmax kernel).
 
@@ -286,13 +289,20 @@ def local_window_attention(
     query_blocks = query_blocks.view(batch, heads, num_blocks, block, head_dim).transpose(1, 2)
     query_blocks = query_blocks.reshape(batch * num_blocks, heads, block, head_dim)
 
-    real_keys = torch.ones(batch, length, dtype=torch.bool, device=query.device) if key_mask is None else key_mask
-    real_keys = F.pad(real_keys, (window, padded_length - length + window)).unfold(1, span, block)  # (B, nb, span)
+    def windowed(keys: torch.Tensor) -> torch.Tensor:  # (B, N) -> (B, nb, span), False outside the sequence
+        return F.pad(keys, (window, padded_length - length + window)).unfold(1, span, block)
+
+    in_sequence = windowed(torch.ones(batch, length, dtype=torch.bool, device=query.device))
     offsets = torch.arange(span, device=query.device)[None, :] - torch.arange(block, device=query.device)[:, None]
     band = (offsets >= 0) & (offsets <= 2 * window)  # (block, span): |i - j| <= window in padded coordinates
-    mask = (band & real_keys[:, :, None, :]).reshape(batch * num_blocks, 1, block, span)
+    window_keys = band & in_sequence[:, :, None, :]  # (B, nb, block, span)
+    mask = window_keys if key_mask is None else window_keys & windowed(key_mask)[:, :, None, :]
+    if key_mask is not None:
+        # A (padded) query with no real key in its window sees its whole window, as in the formula's version.
+        mask = torch.where(mask.any(dim=-1, keepdim=True), mask, window_keys)
+    mask = mask.reshape(batch * num_blocks, 1, block, span)
 
-    output = softmax_attention(query_blocks, key_windows(key), key_windows(value), mask, dropout_p)
+    output = softmax_attention(query_blocks, key_windows(key), key_windows(value), mask, dropout_p, scale)
     output = output.view(batch, num_blocks, heads, block, head_dim).transpose(1, 2)
     return output.reshape(batch, heads, padded_length, head_dim)[:, :, :length]
 
@@ -515,7 +525,9 @@ def sdpa_primal_dual_attention(
     """
     spec = options.spec
     if spec.kernel == "local_window":
-        return local_window_attention(query, key, value, options.attention_window, key_mask, dropout_p)
+        return local_window_attention(
+            query, key, value, options.attention_window, key_mask, dropout_p, options.scaling
+        )
 
     def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: int) -> torch.Tensor:
         mask = key_mask
@@ -526,7 +538,7 @@ def sdpa_primal_dual_attention(
                 q, k = batch_normalize_for_dot_product(
                     q, k, mask, options.bn_eps, options.bn_mean_weight, options.bn_use_std
                 )
-            return softmax_attention(q, k, v, _key_mask_4d(mask), dropout_p)
+            return softmax_attention(q, k, v, _key_mask_4d(mask), dropout_p, options.scaling)
         if spec.batch_norm:
             q, k = batch_normalize_queries_keys(q, k, mask, options.bn_eps, options.bn_mean_weight, options.bn_use_std)
         return linear_attention(q, k, v, mask)

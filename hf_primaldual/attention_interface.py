@@ -1,0 +1,321 @@
+"""The primal-dual family for any transformers model that routes its attention through ``AttentionInterface``.
+
+:func:`register_primal_dual_attentions` (run on ``import hf_primaldual``) registers one attention function per
+``attention_type`` under ``primaldual_<type>`` (``primaldual_bn``, ``primaldual_sh``, ``primaldual_bn_sh``,
+``primaldual_linear``, ...), with transformers' SDPA mask builder beside it, so that
+
+    AutoModel.from_pretrained("google/vit-base-patch16-224", attn_implementation="primaldual_bn")
+    model.set_attn_implementation("primaldual_bn_sh")
+
+run a stock checkpoint with Attention-BN or -SH (neither adds a weight). Settings come from the config attribute
+``primaldual_attention`` (a dict, saved in config.json; see :data:`DEFAULT_SETTINGS`). The attention matrices are
+materialised only when ``output_attentions=True`` reaches the function.
+
+Masks: a padding mask (the same keys for every query) is the family's key mask, honoured exactly as in the
+package's own models (BN statistics and SH pooling over real keys only). A causal model's queries each see their
+own keys: Attention-BN then uses, for query ``i``, the statistics of the keys it may see,
+``((q_i - mu_i) s_i) . ((k_j - mu_i) s_i) = (s_i^2 (q_i - mu_i)) . k_j + const_i``, so it is one fused causal call
+with transformed queries and untouched keys. Attention-SH on a causal model is refused (a pooled slot would mix
+keys that some queries may not see).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from transformers import AttentionInterface, AttentionMaskInterface
+from transformers.masking_utils import sdpa_mask
+
+from .attention import (
+    ATTENTION_TYPES,
+    AttentionOptions,
+    AttentionSpec,
+    TokenLayout,
+    default_head_scales,
+    linear_kernel,
+    safe_compute_dtype,
+)
+from .modeling_attention import primal_dual_attention
+
+PREFIX = "primaldual_"
+REGISTERED_ATTENTIONS: dict[str, str] = {PREFIX + name: name for name in ATTENTION_TYPES}
+SETTINGS_ATTRIBUTE = "primaldual_attention"
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "head_scales": None,  # one pooling factor per head; None: default_head_scales(num_heads)
+    "sh_pooling": "mean",
+    "bn_eps": 1e-5,
+    "bn_mean_weight": 1.0,
+    "bn_use_std": True,
+    "attention_window": 16,
+    "num_prefix_tokens": None,  # SH token layout; None: inferred from the model type
+    "grid": None,  # [height, width] of the patch grid, "none" for 1-D; None: inferred
+}
+
+# Vision families whose tokens are prefix tokens followed by a row-major patch grid: the prefix count.
+PATCH_GRID_PREFIX_TOKENS: dict[str, Callable[[Any], int]] = {
+    "vit": lambda config: 1,
+    "deit": lambda config: 2,  # class and distillation tokens
+    "beit": lambda config: 1,
+    "data2vec-vision": lambda config: 1,
+    "dinov2": lambda config: 1,
+    "dinov2_with_registers": lambda config: 1 + config.num_register_tokens,
+    "vit_msn": lambda config: 1,
+    "clip_vision_model": lambda config: 1,
+    "siglip_vision_model": lambda config: 0,
+}
+# Vision families whose tokens are no prefix + full grid: pooling them needs a layout the config does not give.
+UNSUPPORTED_LAYOUTS: dict[str, str] = {
+    "yolos": "its detection tokens follow the patches",
+    "videomae": "its tokens are 3-D tubelets (time x height x width)",
+    "vit_mae": "its encoder sees a random subset of the patches, not the grid",
+    "vivit": "its tokens are 3-D tubelets (time x height x width)",
+}
+
+
+def settings_of(config: Any) -> dict[str, Any]:
+    """The primal-dual settings a stock config carries (``config.primaldual_attention``), over the defaults."""
+    given = getattr(config, SETTINGS_ATTRIBUTE, None) or {}
+    unknown = set(given) - set(DEFAULT_SETTINGS)
+    if unknown:
+        raise ValueError(
+            f"Unknown {SETTINGS_ATTRIBUTE} settings {sorted(unknown)}: the settings are {sorted(DEFAULT_SETTINGS)}."
+        )
+    return {**DEFAULT_SETTINGS, **given}
+
+
+def attention_options(config: Any, attention_type: str, num_heads: int, scaling: float | None) -> AttentionOptions:
+    settings = settings_of(config)
+    scales = settings["head_scales"] or default_head_scales(num_heads)
+    if len(scales) != num_heads or min(scales) < 1 or 1 not in scales:
+        raise ValueError(
+            f"{SETTINGS_ATTRIBUTE}['head_scales'] = {list(scales)} does not fit this model's {num_heads} heads: "
+            "give one integer >= 1 per head, at least one of them 1."
+        )
+    return AttentionOptions(
+        spec=ATTENTION_TYPES[attention_type],
+        head_scales=tuple(int(s) for s in scales),
+        sh_pooling=settings["sh_pooling"],
+        bn_eps=float(settings["bn_eps"]),
+        bn_mean_weight=float(settings["bn_mean_weight"]),
+        bn_use_std=bool(settings["bn_use_std"]),
+        attention_window=int(settings["attention_window"]),
+        scaling=scaling,
+    )
+
+
+def token_layout(config: Any, length: int) -> TokenLayout:
+    """Attention-SH's view of a model's ``length`` tokens: prefix tokens and, for vision families, the patch grid.
+
+    Inferred from the model type (a square grid after the prefix tokens, whatever the image size); text, audio and
+    time-series models pool 1-D. A vision model whose layout cannot be inferred is refused, naming the fix.
+    """
+    settings = settings_of(config)
+    model_type = getattr(config, "model_type", "")
+    if settings["num_prefix_tokens"] is not None or settings["grid"] is not None:
+        prefix = int(settings["num_prefix_tokens"] or 0)
+        grid = settings["grid"]
+        if grid is None or grid == "none":
+            return TokenLayout(prefix)
+        return TokenLayout(prefix, (int(grid[0]), int(grid[1])))
+    fix = (
+        f"set config.{SETTINGS_ATTRIBUTE} = {{'num_prefix_tokens': P, 'grid': [H, W]}} (or 'grid': 'none' for 1-D "
+        "pooling), or use an attention without SH (primaldual_bn)"
+    )
+    if model_type in UNSUPPORTED_LAYOUTS:
+        raise ValueError(f"Attention-SH cannot pool {model_type} tokens: {UNSUPPORTED_LAYOUTS[model_type]}; {fix}.")
+    if model_type in PATCH_GRID_PREFIX_TOKENS:
+        prefix = PATCH_GRID_PREFIX_TOKENS[model_type](config)
+        side = math.isqrt(length - prefix)
+        if side * side != length - prefix:
+            raise ValueError(
+                f"Attention-SH: {length - prefix} patch tokens of a {model_type} input after {prefix} prefix tokens "
+                f"are not a square grid (a non-square image?): {fix}."
+            )
+        return TokenLayout(prefix, (side, side))
+    if hasattr(config, "image_size") or hasattr(config, "patch_size") or "vision" in model_type:
+        raise ValueError(
+            f"Attention-SH does not know how the tokens of a {model_type!r} model are laid out (prefix tokens, patch "
+            f"grid): {fix}."
+        )
+    prefix = 1 if model_type == "patchtst" and getattr(config, "use_cls_token", False) else 0
+    return TokenLayout(prefix)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The attention function
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Grouped-query attention: each key/value head serves ``groups`` query heads."""
+    return x if groups == 1 else x.repeat_interleave(groups, dim=1)
+
+
+def _allowed(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """transformers' 4-D mask as booleans, ``True`` = attend (additive masks: 0 = attend)."""
+    if attention_mask is None or attention_mask.dtype == torch.bool:
+        return attention_mask
+    masked = attention_mask <= torch.finfo(attention_mask.dtype).min / 2
+    if not bool(((attention_mask == 0) | masked).all()):
+        # Some models pass a position bias (relative or ALiBi) in the mask argument: dropping it would be silent.
+        raise ValueError(
+            "This model passes an additive bias (not only a 0 / -inf mask) to its attention function, e.g. a "
+            "relative-position bias: the primal-dual attentions do not apply such biases. Disable it in the config "
+            "(e.g. use_relative_position_bias=False) or keep the model's own attention."
+        )
+    return ~masked
+
+
+def primal_dual_attention_forward(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    *,
+    attention_type: str,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """transformers' attention-function contract for the family: ``(B, H, N_q, D)`` queries, ``(B, H_kv, N_k, D)``
+    keys and values -> ``(B, N_q, H, D)`` output and, with ``output_attentions``, the ``(B, H, N_q, N_k)`` matrix."""
+    config = module.config
+    num_heads = query.shape[1]
+    key = _repeat_kv(key, num_heads // key.shape[1])
+    value = _repeat_kv(value, num_heads // value.shape[1])
+    options = attention_options(config, attention_type, num_heads, scaling)
+    implementation = "eager" if kwargs.get("output_attentions") else "sdpa"
+    q_length, kv_length = query.shape[-2], key.shape[-2]
+
+    allowed = _allowed(attention_mask)
+    causal = allowed is None and q_length > 1 and kwargs.get("is_causal", getattr(module, "is_causal", False))
+    if causal:
+        allowed = torch.ones(q_length, kv_length, dtype=torch.bool, device=query.device).tril(kv_length - q_length)
+        allowed = allowed[None, None]
+    if options.spec.kernel == "local_window" and q_length != kv_length:
+        # Decoding with a cache: the window is placed by the queries' absolute positions.
+        if allowed is None:
+            allowed = torch.ones(1, 1, q_length, kv_length, dtype=torch.bool, device=query.device)
+        output, weights = per_query_attention(query, key, value, options, allowed, implementation, dropout, config)
+    elif allowed is not None and bool((allowed == allowed[..., :1, :]).all()) and allowed.shape[1] == 1:
+        # The same keys for every query: a padding mask, the family's own key mask.
+        key_mask = allowed[:, 0, 0, :]
+        layout = token_layout(config, kv_length) if options.spec.scaled_heads else TokenLayout()
+        output, weights = primal_dual_attention(
+            query, key, value, options, None if bool(key_mask.all()) else key_mask, layout, implementation, dropout
+        )
+    elif allowed is None:
+        layout = token_layout(config, kv_length) if options.spec.scaled_heads else TokenLayout()
+        output, weights = primal_dual_attention(query, key, value, options, None, layout, implementation, dropout)
+    else:
+        output, weights = per_query_attention(query, key, value, options, allowed, implementation, dropout, config)
+    return output.transpose(1, 2).contiguous(), weights
+
+
+def per_query_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    options: AttentionOptions,
+    allowed: torch.Tensor,
+    implementation: str,
+    dropout: float,
+    config: Any,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The family where each query sees its own keys (``allowed``: boolean ``(B, 1|H, N_q, N_k)``; causal models).
+
+    Attention-BN normalises query ``i`` and the keys with the statistics of the keys query ``i`` may see; for the
+    softmax kernel only ``s_i^2 (q_i - beta mu_i)`` is needed (the rest is constant per query). SH is refused.
+    """
+    spec: AttentionSpec = options.spec
+    name = getattr(config, "model_type", "this model")
+    if spec.scaled_heads:
+        raise ValueError(
+            f"Attention-SH needs every query to see the same keys, but {name}'s queries see different ones (a causal "
+            "or windowed mask): a pooled slot would mix keys that some queries may not see. Use primaldual_bn or "
+            "primaldual_softmax on this model."
+        )
+    if spec.kernel == "linear" and spec.batch_norm:
+        raise ValueError(
+            f"linear_bn on {name}, whose queries see different keys (a causal or windowed mask), would normalise "
+            "the keys once per query (O(N^2 D) memory): use primaldual_bn or primaldual_linear."
+        )
+    dtype = query.dtype
+    compute_dtype = safe_compute_dtype(spec, dtype)
+    query, key, value = (x.to(compute_dtype) for x in (query, key, value))
+    if spec.kernel == "local_window":
+        positions_q = torch.arange(key.shape[-2] - query.shape[-2], key.shape[-2], device=query.device)
+        positions_k = torch.arange(key.shape[-2], device=query.device)
+        allowed = allowed & ((positions_q[:, None] - positions_k[None, :]).abs() <= options.attention_window)
+    allowed = allowed | ~allowed.any(dim=-1, keepdim=True)  # a query that may see no key: finite, discarded
+    if spec.kernel == "linear":
+        weights = linear_kernel(query, key, None, options) * allowed
+        weights = weights / weights.sum(dim=-1, keepdim=True).clamp_min(1e-6)
+        output = torch.matmul(weights, value)
+        return output.to(dtype), (weights.to(dtype) if implementation == "eager" else None)
+    if spec.batch_norm:
+        query, key = batch_normalize_per_query(query, key, allowed, options)
+    scale = query.shape[-1] ** -0.5 if options.scaling is None else options.scaling
+    if implementation == "eager":
+        scores = torch.matmul(query.float(), key.float().transpose(-1, -2)) * scale
+        weights = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min).softmax(dim=-1).to(query.dtype)
+        weights = torch.nn.functional.dropout(weights, p=dropout, training=dropout > 0)
+        return torch.matmul(weights, value).to(dtype), weights.to(dtype)
+    output = torch.nn.functional.scaled_dot_product_attention(
+        query, key, value, attn_mask=allowed, dropout_p=dropout, scale=scale
+    )
+    return output.to(dtype), None
+
+
+def batch_normalize_per_query(
+    query: torch.Tensor, key: torch.Tensor, allowed: torch.Tensor, options: AttentionOptions
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(s_i^2 (q_i - beta mu_i), k_j - c)``: the softmax scores of Attention-BN up to a constant per query, with
+    ``mu_i``, ``s_i`` the mean and inverse std of the keys query ``i`` may see (``c``, the mean of all keys, only
+    conditions the scores: a shift of every key by the same vector changes each query's scores by a constant)."""
+    keys = key.to(torch.promote_types(key.dtype, torch.float32))
+    centre = keys.mean(dim=-2, keepdim=True)
+    centred = keys - centre
+    weights = allowed.to(keys.dtype)
+    count = weights.sum(dim=-1, keepdim=True).clamp_min(1.0)
+    mean = torch.matmul(weights, centred) / count  # (B, H, N_q, D), relative to the centre
+    query_out = query.to(keys.dtype) - options.bn_mean_weight * (mean + centre)
+    if options.bn_use_std:
+        var = (torch.matmul(weights, centred.square()) / count - mean.square()).clamp_min(0.0)
+        query_out = query_out / (var + options.bn_eps)
+    return query_out.to(query.dtype), centred.to(query.dtype)
+
+
+def _named_attention(attention_type: str) -> Callable[..., tuple[torch.Tensor, torch.Tensor | None]]:
+    def attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+        return primal_dual_attention_forward(
+            module, query, key, value, attention_mask, dropout, scaling, attention_type=attention_type, **kwargs
+        )
+
+    attention.__name__ = attention.__qualname__ = f"{PREFIX}{attention_type}_attention_forward"
+    attention.__doc__ = f"{attention_type!r} of the primal-dual family, as a transformers attention function."
+    return attention
+
+
+def register_primal_dual_attentions() -> list[str]:
+    """Register ``primaldual_<type>`` for every ``attention_type`` in transformers' ``AttentionInterface`` (with
+    the SDPA mask builder in ``AttentionMaskInterface``, without which padding and causal masks would be dropped).
+    Idempotent; returns the names."""
+    for name, attention_type in REGISTERED_ATTENTIONS.items():
+        AttentionInterface.register(name, _named_attention(attention_type))
+        AttentionMaskInterface.register(name, sdpa_mask)
+    return list(REGISTERED_ATTENTIONS)
+
+
+__all__ = [
+    "DEFAULT_SETTINGS",
+    "REGISTERED_ATTENTIONS",
+    "SETTINGS_ATTRIBUTE",
+    "primal_dual_attention_forward",
+    "register_primal_dual_attentions",
+    "token_layout",
+]
