@@ -24,6 +24,7 @@ from .modeling_primaldual_vit import (
     PrimalDualViTPreTrainedModel,
 )
 from .modeling_attention import ATTENTION_IMPLEMENTATIONS, PrimalDualSelfAttention, primal_dual_attention
+from .pipeline_timeseries import PrimalDualTimeSeriesClassificationPipeline
 from .registration import AUTO_CLASSES, register_auto_classes
 
 register_auto_classes()
