@@ -22,6 +22,7 @@ import torch
 from transformers import (
     EvalPrediction,
     IntervalStrategy,
+    PreTrainedModel,
     Trainer,
     TrainerCallback,
     TrainerControl,
@@ -31,6 +32,8 @@ from transformers import (
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, SaveStrategy, get_last_checkpoint
 
 from .attention import parse_attention_type
+from .modeling_primaldual_timeseries import PrimalDualTimeSeriesForClassification
+from .pipeline_timeseries import PrimalDualTimeSeriesClassificationPipeline
 
 FINAL_FILES_MARKER = "training_metrics.json"
 #: Config fields that may differ between a checkpoint and the run resuming from it (bookkeeping, not the model).
@@ -382,6 +385,22 @@ def resolve_resume(args: TrainingArguments) -> str | None:
     return checkpoint
 
 
+def save_model_and_processor(model: PreTrainedModel, processor, folder: str | os.PathLike) -> None:
+    """Save ``model`` and ``processor`` into ``folder``; a time-series classifier with its feature extractor is saved
+    through its `time-series-classification` pipeline, whose `save_pretrained` also copies the pipeline's code and
+    writes ``custom_pipelines`` into config.json, so ``pipeline(model=folder, trust_remote_code=True)`` classifies
+    raw series without this package."""
+    if isinstance(model, PrimalDualTimeSeriesForClassification) and processor is not None:
+        # device: the pipeline would otherwise move the model to the first GPU.
+        PrimalDualTimeSeriesClassificationPipeline(
+            model=model, feature_extractor=processor, device=model.device
+        ).save_pretrained(folder)
+        return
+    model.save_pretrained(folder)
+    if processor is not None:
+        processor.save_pretrained(folder)
+
+
 def save_hub_ready_folder(
     trainer: Trainer,
     output_dir: str | os.PathLike,
@@ -409,9 +428,7 @@ def save_hub_ready_folder(
     output_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=output_dir))
     try:
-        trainer.model.save_pretrained(staging)
-        if processor is not None:
-            processor.save_pretrained(staging)
+        save_model_and_processor(trainer.model, processor, staging)
         (staging / "README.md").write_text(model_card)
         (staging / FINAL_FILES_MARKER).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         (output_dir / FINAL_FILES_MARKER).unlink(missing_ok=True)
