@@ -6,6 +6,7 @@ from the formulas, through tests/reference_attention.py), registered as an atten
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -38,6 +39,7 @@ from hf_primaldual import ATTENTION_TYPES, REGISTERED_ATTENTIONS
 from reference_attention import batch_norm_head, elu_plus_one, reference_attention
 
 ALL_TYPES = list(ATTENTION_TYPES)
+FASHION_SAMPLE = Path(__file__).parent / "fixtures" / "fashion-mnist-sample"
 WINDOW = 16  # the registered functions' default attention_window
 VISION = dict(hidden_size=24, num_hidden_layers=2, num_attention_heads=3, intermediate_size=48, image_size=32,
               patch_size=8)
@@ -318,3 +320,34 @@ def test_every_type_is_registered():
     assert set(REGISTERED_ATTENTIONS) == {f"primaldual_{t}" for t in ATTENTION_TYPES}
     assert all(name in AttentionInterface._global_mapping for name in REGISTERED_ATTENTIONS)
     assert all(name in AttentionMaskInterface._global_mapping for name in REGISTERED_ATTENTIONS)
+
+
+def test_a_stock_vit_fine_tunes_with_the_trainer_under_attention_bn(tmp_path):
+    """transformers' own ViTForImageClassification, loaded with attn_implementation="primaldual_bn", trained by the
+    Trainer on real Fashion-MNIST images: the loss falls and every step ran Attention-BN."""
+    from unittest import mock
+
+    from transformers import Trainer, TrainingArguments, ViTImageProcessorPil
+
+    from hf_primaldual import attention_interface
+    from hf_primaldual.data.images import build_transforms, load_fashion_mnist
+
+    torch.manual_seed(0)
+    config = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                       image_size=28, patch_size=7, num_channels=1, num_labels=10)
+    ViTForImageClassification(config).save_pretrained(tmp_path / "stock")
+    model = ViTForImageClassification.from_pretrained(tmp_path / "stock", attn_implementation="primaldual_bn")
+    assert model.config._attn_implementation == "primaldual_bn"
+    processor = ViTImageProcessorPil(size={"height": 28, "width": 28}, image_mean=[0.286], image_std=[0.353])
+    train = load_fashion_mnist(FASHION_SAMPLE)["train"].with_transform(
+        build_transforms(processor, train=False, horizontal_flip=False))
+    args = TrainingArguments(output_dir=str(tmp_path / "run"), per_device_train_batch_size=16, max_steps=12,
+                             learning_rate=3e-3, logging_steps=1, report_to="none", save_strategy="no",
+                             use_cpu=True, disable_tqdm=True, remove_unused_columns=False)
+    trainer = Trainer(model=model, args=args, train_dataset=train)
+    with mock.patch.object(attention_interface, "primal_dual_attention",
+                           wraps=attention_interface.primal_dual_attention) as spy:
+        trainer.train()
+    assert spy.call_count == 12 * 2 and all(call.args[3].spec.batch_norm for call in spy.call_args_list)
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) == 12 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
