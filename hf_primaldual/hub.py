@@ -231,8 +231,9 @@ def _matches(name: str, patterns: Iterable[str]) -> bool:
 
 
 def _code_files(root: Path) -> set[str]:
-    """The module files that the ``auto_map`` entries of the folder's configs name, with their relative imports
-    (found by transformers' own `get_relative_import_files`, as `save_pretrained` copies them)."""
+    """The module files that the ``auto_map`` entries (and the ``custom_pipelines`` implementations) of the folder's
+    configs name, with their relative imports (found by transformers' own `get_relative_import_files`, as
+    `save_pretrained` copies them)."""
     from transformers.dynamic_module_utils import get_relative_import_files
 
     modules: set[str] = set()
@@ -241,10 +242,14 @@ def _code_files(root: Path) -> set[str]:
         if not path.is_file():
             continue
         try:
-            auto_map = json.loads(path.read_text(encoding="utf-8")).get("auto_map") or {}
+            config = json.loads(path.read_text(encoding="utf-8"))
+            auto_map = config.get("auto_map") or {}
+            pipelines = config.get("custom_pipelines") or {}
         except (ValueError, AttributeError) as err:
             raise FolderNotReadyError(f"{path} is not a JSON object: {err}") from err
-        for reference in auto_map.values():
+        # a pipeline's "impl" is "module.Class", like an auto_map entry
+        references = [*auto_map.values(), *(task.get("impl") for task in pipelines.values() if isinstance(task, dict))]
+        for reference in references:
             for item in reference if isinstance(reference, list) else [reference]:
                 if item:  # "module.Class", or "repo--module.Class" for code kept in another repo
                     modules.add(item.split("--")[-1].rsplit(".", 1)[0] + ".py")

@@ -115,6 +115,7 @@ class PrimalDualTimeSeriesPreTrainedModel(PreTrainedModel):
     config_class = PrimalDualTimeSeriesConfig
     base_model_prefix = "model"
     main_input_name = "past_values"
+    input_modalities = ("time",)
     supports_gradient_checkpointing = True
     _no_split_modules = ["PrimalDualTimeSeriesLayer"]
     _supports_sdpa = True
