@@ -1,8 +1,8 @@
-"""scripts/benchmark.py in its smoke version (no timing asserts)."""
+"""The benchmark (hf_primaldual.benchmark, and scripts/benchmark.py over it) in its smoke version: every section's
+code path on tiny sizes, on the CPU (no timing asserts). The CUDA path is the same code with another device."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,28 +11,24 @@ from pathlib import Path
 import pytest
 import torch
 
+from hf_primaldual import benchmark
 from hf_primaldual.attention import ATTENTION_TYPES
+from hf_primaldual.attention_interface import REGISTERED_ATTENTIONS
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_TYPES = list(ATTENTION_TYPES)
 
 
-def load_benchmark_module():
-    spec = importlib.util.spec_from_file_location("primaldual_benchmark", REPO / "scripts" / "benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def run_command(*args: str, module: bool = False) -> subprocess.CompletedProcess:
+    entry = ["-m", "hf_primaldual.benchmark"] if module else [str(REPO / "scripts" / "benchmark.py")]
+    return subprocess.run([sys.executable, *entry, *args], capture_output=True, text=True, timeout=600, cwd=REPO)
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     """The command line's smoke run, once: its output folder and stdout."""
     output = tmp_path_factory.mktemp("benchmark")
-    result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "benchmark.py"), "--smoke", "--output_dir", str(output)],
-        capture_output=True, text=True, timeout=600, cwd=REPO,
-    )
+    result = run_command("--smoke", "--output_dir", str(output))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return output, result.stdout
 
@@ -40,21 +36,23 @@ def smoke_run(tmp_path_factory):
 def test_smoke_run_writes_the_tables_and_the_plots(smoke_run):
     output, stdout = smoke_run
     report = (output / "results.md").read_text()
-    for section in ("## ViT training step", "## Attention layer", "## Time-series classifier training step",
-                    "## Explicit path only when asked", "## Targets"):
+    for section in ("## ViT training step", "## Stock transformers models", "## Attention layer",
+                    "## Time-series classifier training step", "## Targets"):
         assert section in report
+    assert "device cpu (none used), float32" in report
     for plot in ("attention_time.png", "attention_memory.png"):
         path = output / plot
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({plot})" in report
     assert "Targets (ratios measured in this run):" in stdout
+    assert "stock BertForSequenceClassification" in stdout
 
 
 def test_smoke_run_covers_every_attention_type(smoke_run):
     output, _ = smoke_run
     results = json.loads((output / "results.json").read_text())
+    assert results["settings"]["device"] == "cpu" and results["settings"]["dtype"] == "float32"
     assert {row["model"] for row in results["vit"]} == {"transformers ViT (sdpa)", *ALL_TYPES}
-    assert all(row["same_weights_same_logits"] for row in results["vit"])
     sweep = [row for row in results["attention"] if row["run"] == "sweep"]
     for length in {row["length"] for row in sweep}:
         assert {row["attention_type"] for row in sweep if row["length"] == length} == set(ALL_TYPES)
@@ -64,13 +62,74 @@ def test_smoke_run_covers_every_attention_type(smoke_run):
     assert {row["attention_type"] for row in results["timeseries"]} == set(ALL_TYPES)
     for row in results["attention"]:
         assert row["forward_ms"] > 0 and row["forward_backward_peak_mb"] > 0 and row["forward_gflop"] > 0
-    for row in results["vit"] + results["timeseries"]:
+    for row in results["vit"] + results["timeseries"] + results["stock"]:
         assert row["step_ms"] > 0 and row["peak_mb"] > 0
-    assert all(row["fast_path_fused"] and row["explicit_path_when_asked"] for row in results["explicit_path"])
 
 
-def test_benchmark_functions_are_importable_and_return_rows():
-    benchmark = load_benchmark_module()
+def test_smoke_run_times_stock_models_under_every_registered_attention(smoke_run):
+    output, _ = smoke_run
+    results = json.loads((output / "results.json").read_text())
+    cases = {(row["model"], row["size"]) for row in results["stock"]}
+    assert {model for model, _ in cases} == {"ViTForImageClassification", "BertForSequenceClassification"}
+    for model, size in cases:
+        rows = [row for row in results["stock"] if (row["model"], row["size"]) == (model, size)]
+        assert {row["attn_implementation"] for row in rows} == {"sdpa", *REGISTERED_ATTENTIONS}
+        assert all(row["vs_sdpa"] > 0 for row in rows)
+        assert next(row for row in rows if row["attn_implementation"] == "sdpa")["vs_sdpa"] == 1.0
+    names = {target["name"] for target in results["targets"]}
+    assert any("stock BertForSequenceClassification" in name and "primaldual_bn /" in name for name in names)
+
+
+def test_the_module_runs_as_python_dash_m(tmp_path):
+    result = run_command("--smoke", "--sections", "stock", "--attention_types", "bn", "--output_dir",
+                         str(tmp_path), module=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "python -m hf_primaldual.benchmark --smoke" in (tmp_path / "results.md").read_text()
+
+
+@pytest.mark.parametrize("clock, threads, message", [("wall", 1, "--threads"), ("cpu", None, "--clock cpu")])
+def test_cpu_settings_are_refused_on_cuda(clock, threads, message, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(ValueError, match=message):
+        benchmark.check_device(benchmark.Settings(device="cuda"), clock, threads)
+
+
+def test_cuda_without_a_gpu_is_a_usage_error(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as exit_:
+        benchmark.main(["--smoke", "--device", "cuda"])
+    assert exit_.value.code == 2 and "no CUDA device" in capsys.readouterr().err
+
+
+def test_bfloat16_runs_the_models_under_autocast_and_the_attention_in_bfloat16(tmp_path):
+    settings = benchmark.Settings.smoke(dtype="bfloat16")
+    rows = benchmark.benchmark_attention(settings, ["softmax", "bn_sh"], log=lambda _: None)
+    assert all(row["forward_backward_ms"] > 0 for row in rows)
+    inputs = benchmark._attention_inputs(2, 8, 16, 4, settings=settings)
+    assert {x.dtype for x in inputs} == {torch.bfloat16}
+    results = benchmark.run(tmp_path, smoke=True, sections=["stock", "vit"], attention_types=["bn", "sh"],
+                            settings=settings, log=lambda _: None)
+    assert results["machine"]["dtype"] == "bfloat16"
+    assert all(row["step_ms"] > 0 for row in results["stock"] + results["vit"])
+
+
+def test_the_models_compared_share_their_weights():
+    settings = benchmark.Settings.smoke()
+    models = benchmark.build_vit_models(32, 8, ["softmax", "bn"], settings)
+    reference = models[benchmark.VIT_REFERENCE].eval()
+    assert reference.config._attn_implementation == "sdpa"
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(models["softmax"].eval()(pixels).logits, reference(pixels).logits,
+                                   atol=1e-4, rtol=1e-4)
+        stock = benchmark.build_stock_models(benchmark.stock_vit(settings, 32, 8), ["softmax", "bn"])
+        assert stock["primaldual_bn"].config._attn_implementation == "primaldual_bn"
+        assert stock["sdpa"].config._attn_implementation == "sdpa"
+        torch.testing.assert_close(stock["primaldual_softmax"].eval()(pixels).logits,
+                                   stock["sdpa"].eval()(pixels).logits, atol=1e-4, rtol=1e-4)
+
+
+def test_benchmark_functions_return_rows():
     settings = benchmark.Settings.smoke()
     rows = benchmark.benchmark_attention(settings, ["softmax", "sh"], log=lambda _: None)
     assert {(row["length"], row["attention_type"]) for row in rows} == {
@@ -83,7 +142,6 @@ def test_benchmark_functions_are_importable_and_return_rows():
 
 
 def test_peak_memory_measures_the_tensors_a_call_allocates():
-    benchmark = load_benchmark_module()
     x = torch.ones(1024, 256)  # 1 MiB
 
     def two_temporaries():
