@@ -379,7 +379,8 @@ def _check_attention_runs(folder: Path, name: str, classes: Mapping[str, str]) -
     architectures = [arch for arch in (config.architectures or []) if arch in classes.values()]
     model_class = getattr(transformers, architectures[0] if architectures else classes.get("AutoModel", ""), None)
     if model_class is None:
-        logger.warning("%s: transformers maps no model class to %s; %s was not run once.", folder.name, model_type, name)
+        logger.warning("%s: transformers maps no model class to %s; %s was not run once.", folder.name, model_type,
+                       name)
         return
     try:
         model = model_class(config).eval()
