@@ -473,7 +473,7 @@ def _model_card(
     task_classes = {auto: cls for auto, cls in classes.items() if auto not in ("AutoConfig", "AutoModel")}
     return ModelCard.from_template(
         data,
-        template_path=str(CARD_TEMPLATE),
+        template_str=CARD_TEMPLATE.read_text(encoding="utf-8"),  # a Path or, installed, an importlib Traversable
         source=source.label,
         source_is_hub=source.repo_id is not None,
         revision=source.revision,
