@@ -131,6 +131,100 @@ def _plot_grouped_bars(by_cell, datasets, types, published, path: Path, title: s
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Paired comparison against a baseline type
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def paired_comparison(
+    runs: Iterable[dict], types: Sequence[str], *, baseline: str = "softmax", measure: str = "final",
+    datasets: Sequence[str] | None = None,
+) -> list[dict]:
+    """Each type against ``baseline`` over every (dataset, seed) pair that has runs of both.
+
+    Per type: the number of pairs, wins / ties / losses (accuracy differences in percentage points, a tie being an
+    equal accuracy), the mean difference with its 95% t-interval, and the two-sided Wilcoxon signed-rank p-value
+    (zero differences dropped, Wilcoxon's treatment; None below two non-zero pairs).
+    """
+    from scipy import stats
+
+    key = {"final": "test_accuracy_final", "best": "test_accuracy_best_epoch"}[measure]
+    accuracy = {(r["dataset"], r["attention_type"], int(r["seed"])): 100 * r[key] for r in runs}
+    rows = []
+    for attention_type in types:
+        if attention_type == baseline:
+            continue
+        pairs = sorted((d, s) for d, t, s in accuracy if t == attention_type and (d, baseline, s) in accuracy
+                       and (datasets is None or d in datasets))
+        differences = np.array([accuracy[d, attention_type, s] - accuracy[d, baseline, s] for d, s in pairs])
+        row = {"attention_type": attention_type, "baseline": baseline, "measure": measure, "pairs": len(pairs),
+               "datasets": len({d for d, _ in pairs}),
+               "wins": int((differences > 1e-9).sum()), "ties": int((np.abs(differences) <= 1e-9).sum()),
+               "losses": int((differences < -1e-9).sum()),
+               "mean_difference": float(differences.mean()) if len(pairs) else None,
+               "ci95": None, "wilcoxon_p": None}
+        if len(pairs) > 1:
+            half_width = stats.t.ppf(0.975, len(pairs) - 1) * differences.std(ddof=1) / np.sqrt(len(pairs))
+            row["ci95"] = (row["mean_difference"] - half_width, row["mean_difference"] + half_width)
+        if (np.abs(differences) > 1e-9).sum() >= 2:
+            row["wilcoxon_p"] = float(stats.wilcoxon(differences, zero_method="wilcox").pvalue)
+        rows.append(row)
+    return rows
+
+
+def render_paired_comparison(
+    runs: Iterable[dict], report_dir: str | os.PathLike, *, name: str, types: Sequence[str],
+    baseline: str = "softmax", datasets: Sequence[str] | None = None, title: str = "",
+) -> str:
+    """Write ``<name>_paired.md`` and ``<name>_paired.png`` (mean difference and 95% interval per type, final and
+    best epoch) into ``report_dir`` and return the table."""
+    runs = list(runs)
+    results = {m: paired_comparison(runs, types, baseline=baseline, measure=m, datasets=datasets)
+               for m in ("final", "best")}
+    lines = [f"### Each type against {baseline}, paired over (dataset, seed): accuracy difference (points)", "",
+             "| type | epoch | pairs (sets) | wins / ties / losses | mean difference [95% interval] | Wilcoxon p |",
+             "|---|---|---|---|---|---|"]
+    for measure, label in (("final", "final"), ("best", "best")):
+        for row in results[measure]:
+            interval = "–" if row["ci95"] is None else f"[{row['ci95'][0]:+.2f}, {row['ci95'][1]:+.2f}]"
+            mean = "–" if row["mean_difference"] is None else f"{row['mean_difference']:+.2f}"
+            p = "–" if row["wilcoxon_p"] is None else f"{row['wilcoxon_p']:.3f}"
+            lines.append(f"| {row['attention_type']} | {label} | {row['pairs']} ({row['datasets']}) | "
+                         f"{row['wins']} / {row['ties']} / {row['losses']} | {mean} {interval} | {p} |")
+    table = "\n".join(lines) + "\n"
+    report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / f"{name}_paired.md").write_text(table)
+    _plot_paired(results, report_dir / f"{name}_paired.png", baseline, title)
+    return table
+
+
+def _plot_paired(results: dict[str, list[dict]], path: Path, baseline: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in results["final"] if r["mean_difference"] is not None]
+    if not rows:
+        return
+    figure, axes = plt.subplots(figsize=(6, 0.6 * len(rows) + 1.6))
+    for offset, (measure, colour) in zip((-0.12, 0.12), (("final", "tab:blue"), ("best", "tab:orange"))):
+        for index, row in enumerate(r for r in results[measure] if r["mean_difference"] is not None):
+            low, high = row["ci95"] or (row["mean_difference"], row["mean_difference"])
+            axes.errorbar(row["mean_difference"], index + offset, xerr=[[row["mean_difference"] - low],
+                          [high - row["mean_difference"]]], fmt="o", color=colour, capsize=3,
+                          label=f"{measure} epoch" if index == 0 else None)
+    axes.axvline(0, color="black", linewidth=0.8)
+    axes.set_yticks(range(len(rows)), [f"{r['attention_type']} (n={r['pairs']})" for r in rows])
+    axes.set_xlabel(f"accuracy - {baseline} accuracy (points), mean and 95% interval over (set, seed) pairs")
+    axes.set_title(title, fontsize=10)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Head redundancy
 # ----------------------------------------------------------------------------------------------------------------
 
