@@ -265,13 +265,14 @@ def publish_run(trainer: Trainer, metrics: dict[str, Any], model_card: str, proc
         print(f"Pushed to {commit.commit_url}")
 
 
-def run_script(main: Callable[[list[str]], Any], argv: Sequence[str]) -> int:
+def run_script(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> int:
     """A training script's exit status: 0 done, 2 the arguments are wrong (`UsageError`, before anything ran), 1
-    the run failed (training diverged, a Hub call failed); the message is printed without a traceback."""
+    the run failed (training diverged, a Hub call failed); the message is printed without a traceback. ``argv``
+    defaults to the command line."""
     from .hub import HubPushError
 
     try:
-        main(list(argv))
+        main(list(sys.argv[1:] if argv is None else argv))
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

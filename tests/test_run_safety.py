@@ -5,9 +5,10 @@ the documented exit code before anything is read or written.
 * A resume whose model settings differ from the checkpoint's, a folder of the user's own files as --output_dir, a
   diverged run (NaN weights): refused or stopped, the folder untouched or left unfinished.
 * A --train_path run is named after its file; a dataset name cannot put the default folder outside outputs/.
-* scripts/evaluate.py on a missing or unfinished folder, an unknown split, --batch_size 0, an unwritable --output;
-  the training scripts on a bogus --attention_type, a file as --output_dir, --validation_fraction 1.0,
-  --max_train_samples 0, an unreachable Hub with --push_to_hub: exit 2 (1 for the Hub), before the data loads.
+* scripts/evaluate_checkpoint.py on a missing or unfinished folder, an unknown split, --batch_size 0, an
+  unwritable --output; the training scripts on a bogus --attention_type, a file as --output_dir,
+  --validation_fraction 1.0, --max_train_samples 0, an unreachable Hub with --push_to_hub: exit 2 (1 for the Hub),
+  before the data loads. The commands run in this process, through the modules behind the scripts.
 
 Training runs use the shipped JapaneseVowels set and tests/fixtures, one epoch of a tiny model.
 """
@@ -28,14 +29,17 @@ from transformers import AutoModelForSequenceClassification, TrainingArguments
 
 import hf_primaldual  # noqa: F401  (registers the Auto classes)
 from hf_primaldual import training
+from hf_primaldual.cli import evaluate_checkpoint as evaluate_script
+from hf_primaldual.cli import train_image as image_script
+from hf_primaldual.cli import train_timeseries as timeseries_script
 from hf_primaldual.hub import FolderNotReadyError, list_push_files
 from hf_primaldual.training import FINAL_FILES_MARKER, TrainingDivergedError, save_hub_ready_folder
 
 if __package__:
-    from .hub_fixtures import load_script, patch_hub_in_process
+    from .hub_fixtures import patch_hub_in_process
     from .hub_server import HubServer
 else:
-    from hub_fixtures import load_script, patch_hub_in_process
+    from hub_fixtures import patch_hub_in_process
     from hub_server import HubServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,11 +61,6 @@ def hashes(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-timeseries_script = load_script("train_timeseries")
-image_script = load_script("train_image")
-evaluate_script = load_script("evaluate")
-
-
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished output folder (one epoch of a tiny Attention-BN model, with its checkpoint-17)."""
@@ -79,8 +78,8 @@ def run_copy(finished_run: Path, tmp_path: Path) -> Path:
 
 
 def run_main(module: ModuleType, argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    """A training script's exit status and stderr, run in this process."""
-    code = module.run_script(module.main, argv)
+    """A training command's exit status and stderr, run in this process."""
+    code = module.main(argv)
     return code, capsys.readouterr().err
 
 
@@ -245,10 +244,10 @@ def test_unreachable_hub_with_push_to_hub_is_reported_at_start(tmp_path: Path, m
 
 def run_evaluate(argv: list[str], capsys) -> tuple[int, str]:
     try:
-        evaluate_script.main(argv)
+        code = evaluate_script.main(argv)
     except SystemExit as exit_:
         return exit_.code, capsys.readouterr().err
-    return 0, capsys.readouterr().err
+    return code, capsys.readouterr().err
 
 
 def test_evaluate_refuses_bad_arguments(run_copy: Path, tmp_path: Path, capsys, monkeypatch) -> None:
@@ -277,7 +276,7 @@ def test_evaluate_refuses_bad_arguments(run_copy: Path, tmp_path: Path, capsys, 
 def test_evaluate_writes_its_plot_outside_the_model_folder(run_copy: Path, tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     before = hashes(run_copy)
-    summary = evaluate_script.main([str(run_copy), "JapaneseVowels"])
+    summary = evaluate_script.run([str(run_copy), "JapaneseVowels"])
     plot = Path(summary["confusion_matrix"])
     assert plot.is_file() and plot.stat().st_size > 10_000
     assert not plot.resolve().is_relative_to(run_copy.resolve()) and hashes(run_copy) == before

@@ -49,7 +49,8 @@ def test_timeseries_script_writes_a_hub_ready_folder_that_evaluates_the_same(tmp
     config = json.loads((output / "config.json").read_text())
     assert config["id2label"]["0"] == "1" and config["max_sequence_length"] == 29
 
-    evaluation = run_script("evaluate.py", str(output), "JapaneseVowels", "--output", str(tmp_path / "cm.png"))
+    evaluation = run_script("evaluate_checkpoint.py", str(output), "JapaneseVowels",
+                            "--output", str(tmp_path / "cm.png"))
     assert evaluation["accuracy"] == pytest.approx(summary["test_accuracy_final"])
     assert (tmp_path / "cm.png").stat().st_size > 10_000
 

@@ -1,26 +1,22 @@
-#!/usr/bin/env python
 """Accuracy and confusion matrix of a checkpoint folder or Hub id on a dataset split.
 
 The confusion matrix goes to ``outputs/evaluations/`` (or ``--output``), never into the model folder, which a push
 would publish. Exit status 2: a missing or unfinished folder, an unknown split, a batch size < 1 or an --output
 that cannot be written (checked before the evaluation runs).
 
-    python scripts/evaluate.py outputs/timeseries-JapaneseVowels-bn JapaneseVowels
-    python scripts/evaluate.py outputs/image-fashion-mnist-bn ../shared/data/images/fashion-mnist
-    python scripts/evaluate.py org/model SelfRegulationSCP2 --data_dir ../shared/data/uea --revision v1 \
-        --trust_remote_code     # without the package installed: the checkpoint's own code
+    hf-primaldual-evaluate outputs/timeseries-JapaneseVowels-bn JapaneseVowels
+    python scripts/evaluate_checkpoint.py outputs/timeseries-JapaneseVowels-bn JapaneseVowels    # from a checkout
+    hf-primaldual-evaluate outputs/image-fashion-mnist-bn ../shared/data/images/fashion-mnist
+    hf-primaldual-evaluate org/model SelfRegulationSCP2 --data_dir ../shared/data/uea --revision v1 \
+        --trust_remote_code     # the checkpoint's own code files (needed where the package is not installed)
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# scripts/evaluate.py shares its name with the `evaluate` library: keep this folder off the import path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse
 import json
+import sys
+from pathlib import Path
 
 from hf_primaldual.evaluation import evaluate_checkpoint, plot_confusion_matrix
 from hf_primaldual.training import UsageError, folder_name
@@ -59,7 +55,8 @@ def writable_output(output: Path) -> Path:
     return output
 
 
-def main(argv: list[str] | None = None) -> dict:
+def run(argv: list[str] | None = None) -> dict:
+    """Evaluate, plot and print the summary (one JSON line); the summary. Wrong arguments exit with status 2."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="output folder or Hub repository id")
     parser.add_argument("dataset", help="UEA problem name (time series) or image dataset folder/zip/Hub name")
@@ -88,5 +85,10 @@ def main(argv: list[str] | None = None) -> dict:
     return summary
 
 
+def main(argv: list[str] | None = None) -> int:
+    run(argv)
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Head redundancy of trained checkpoints (SPEC.md, "What the paper measured"): per layer, how far apart the
+attention of the heads is, averaged over pairs of heads and over test inputs.
+
+The measure (`hf_primaldual.analysis.pairwise_head_distance`): for heads h != h' of a layer, the mean over real
+query positions i of the Euclidean distance between their attention distributions over the keys,
+||A_h[i, :] - A_h'[i, :]||_2, averaged over all pairs of heads and then over inputs (0: identical heads, at most
+sqrt(2)). Attention-SH heads attend to pooled keys; their probabilities are brought to the original keys by
+spreading each pooled slot's weight evenly over its real members, which for mean pooling is exactly the map that
+reproduces the head's output, so heads of every scale compare on the same N x N maps.
+
+    hf-primaldual-head-redundancy outputs/ts-softmax outputs/ts-bn outputs/ts-bn_sh --dataset JapaneseVowels
+    python scripts/head_redundancy.py outputs/img-* --dataset ../shared/data/images/fashion-mnist --max_examples 500
+
+Writes `head_redundancy.json`, `head_redundancy.png` (one line per checkpoint) and, per checkpoint,
+`attention_maps-<name>.png` (every head of every layer for the first test input) into --output_dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from hf_primaldual.analysis import eager_attention, head_redundancy, plot_attention_maps, plot_head_redundancy
+from hf_primaldual.evaluation import load_checkpoint_data
+
+
+def run(argv: list[str] | None = None) -> dict:
+    """Measure, plot and write the results; the mean distances per checkpoint and layer."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoints", nargs="+", help="output folders or Hub ids")
+    parser.add_argument("--dataset", required=True, help="UEA problem name or image dataset folder/zip")
+    parser.add_argument("--data_dir", help="UEA archive folder (default: the shipped data)")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--max_examples", type=int, default=256)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--output_dir", type=Path, default=Path("outputs/head_redundancy"))
+    args = parser.parse_args(argv)
+
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for checkpoint in args.checkpoints:
+        data = load_checkpoint_data(checkpoint, args.dataset, split=args.split, data_dir=args.data_dir,
+                                    batch_size=args.batch_size)
+        name = f"{Path(checkpoint).name} ({data.model.config.attention_type})"
+        results[name] = head_redundancy(data, args.max_examples)
+        first = data.example_batch(0)  # alone, so that it is not padded
+        first.pop("labels")
+        with torch.inference_mode(), eager_attention(data.model):
+            attentions = data.model(**first, output_attentions=True).attentions
+        plot_attention_maps([a[0] for a in attentions], args.output_dir / f"attention_maps-{Path(checkpoint).name}.png",
+                            title=f"{name}: attention of each head, first {args.split} input")
+        print(json.dumps({name: results[name]}))
+
+    plot_head_redundancy(results, args.output_dir / "head_redundancy.png",
+                         title=f"Head redundancy on {Path(args.dataset).name} ({args.split})")
+    (args.output_dir / "head_redundancy.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    run(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

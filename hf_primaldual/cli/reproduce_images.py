@@ -1,0 +1,166 @@
+"""Reproduce the paper's image claim at CPU scale: a small ViT (32 px, patch 4) trained from scratch on
+Fashion-MNIST and on the CIFAR-10 JPEG copy with softmax, bn, sh and bn_sh attention, the same budget for each,
+over seeds; then the conversion path: a transformers ViTForImageClassification checkpoint trained here as softmax,
+loaded as PrimalDualViT with Attention-BN, evaluated as is and after fine-tuning.
+
+The budget (fixed before any run, identical for every type; nothing is tuned on test accuracy): ViT with hidden
+size 96, 4 layers, 3 heads (SH scales 1, 2, 4), MLP 192; AdamW, lr 1e-3, weight decay 0.05, cosine schedule with
+10% warm-up, batch 128; `--train_samples` training images (a fixed random subset) for `--epochs` epochs; the test
+split (or a fixed random subset of `--test_samples`) evaluated after every epoch. Runs are appended to a
+JSON-lines file and skipped when already there, so the script resumes where it stopped.
+
+    nohup python scripts/reproduce_images.py > images.log 2>&1 &
+    python scripts/reproduce_images.py --render_only
+
+Installed, the command is ``hf-primaldual-reproduce-images``; its default paths are then under the working directory
+(``../shared/data/images``, ``docs/results/``, ``outputs/reproduce_images/``) instead of under the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hf_primaldual.analysis import render_accuracy_table
+
+# Where each dataset lies under --data_root (default ../shared/data/images).
+DATASETS = {"fashion-mnist": "fashion-mnist", "cifar10-jpg": "cifar10-jpg/CIFAR-10-images.zip"}
+TYPES = ["softmax", "bn", "sh", "bn_sh"]
+MODEL = ["--image_size", "32", "--patch_size", "4", "--hidden_size", "96", "--num_hidden_layers", "4",
+         "--num_attention_heads", "3", "--intermediate_size", "192"]
+
+
+def train(dataset: Path, output: Path, seed: int, args: argparse.Namespace, *extra: str) -> dict:
+    command = [
+        sys.executable, "-m", "hf_primaldual.cli.train_image", "--dataset", str(dataset),
+        "--output_dir", str(output), "--seed", str(seed), "--num_train_epochs", str(args.epochs),
+        "--max_train_samples", str(args.train_samples), "--max_eval_samples", str(args.test_samples),
+        "--per_device_train_batch_size", "128", "--save_strategy", "no", "--disable_tqdm", "True", *extra,
+    ]
+    # the run shares this process's working directory, so that relative paths in the arguments mean the same to it
+    subprocess.run(command, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    return json.loads((output / "training_metrics.json").read_text())
+
+
+def record_run(path: Path, record: dict) -> None:
+    with path.open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
+    print(json.dumps(record), flush=True)
+
+
+def scratch_runs(args: argparse.Namespace, done: set) -> None:
+    todo = [(s, d, t) for s in args.seeds for d in args.datasets for t in args.types
+            if ("scratch", d, t, s) not in done]
+    for index, (seed, dataset, attention_type) in enumerate(todo, start=1):
+        print(f"[{index}/{len(todo)}] {dataset} {attention_type} seed {seed}", flush=True)
+        output = args.work_dir / f"{dataset}-{attention_type}-{seed}"
+        started = time.time()
+        extra = ["--attention_type", attention_type, *MODEL]
+        if attention_type.endswith("sh"):
+            extra += ["--head_scales", "1", "2", "4"]
+        metrics = train(args.data_root / DATASETS[dataset], output, seed, args, *extra)
+        record_run(args.results, {
+            "experiment": "scratch", "dataset": dataset, "attention_type": attention_type, "seed": seed,
+            "epochs": args.epochs, "train_samples": args.train_samples, "test_samples": args.test_samples,
+            "test_accuracy_final": metrics["test_accuracy_final"],
+            "test_accuracy_best_epoch": metrics["test_accuracy_best_epoch"],
+            "train_runtime_s": metrics["train_runtime_s"], "wall_s": round(time.time() - started, 1),
+        })
+        if not (attention_type == "softmax" and seed == args.seeds[0]):
+            shutil.rmtree(output, ignore_errors=True)  # the first softmax model is the conversion's starting point
+
+
+def conversion_runs(args: argparse.Namespace, done: set) -> None:
+    """Softmax-trained weights saved as a transformers ViT checkpoint, loaded as Attention-BN, fine-tuned."""
+    import hf_primaldual  # noqa: F401
+    from transformers import AutoImageProcessor, ViTForImageClassification
+
+    from hf_primaldual.evaluation import evaluate_checkpoint
+
+    seed = args.seeds[0]
+    for dataset in args.datasets:
+        if ("conversion", dataset, "bn", seed) in done:
+            continue
+        softmax_dir = args.work_dir / f"{dataset}-softmax-{seed}"
+        if not (softmax_dir / "training_metrics.json").exists():
+            continue
+        vit_dir = args.work_dir / f"{dataset}-transformers-vit"
+        ViTForImageClassification.from_pretrained(softmax_dir).save_pretrained(vit_dir)
+        AutoImageProcessor.from_pretrained(softmax_dir).save_pretrained(vit_dir)
+        switched_dir = args.work_dir / f"{dataset}-vit-as-bn"
+        from hf_primaldual import PrimalDualViTForImageClassification
+
+        PrimalDualViTForImageClassification.from_pretrained(vit_dir, attention_type="bn").save_pretrained(switched_dir)
+        AutoImageProcessor.from_pretrained(vit_dir).save_pretrained(switched_dir)
+        started = time.time()
+        finetuned_dir = args.work_dir / f"{dataset}-finetuned-bn"
+        train(args.data_root / DATASETS[dataset], finetuned_dir, seed, args, "--model_name_or_path", str(vit_dir),
+              "--attention_type", "bn", "--learning_rate", "3e-4", "--num_train_epochs", str(args.finetune_epochs))
+
+        def full_test_accuracy(checkpoint: Path) -> float:  # all three on the whole test split
+            return evaluate_checkpoint(checkpoint, str(args.data_root / DATASETS[dataset]), batch_size=256).accuracy
+
+        record_run(args.results, {
+            "experiment": "conversion", "dataset": dataset, "attention_type": "bn", "seed": seed,
+            "source": "transformers ViTForImageClassification trained here as softmax",
+            "test_accuracy_softmax_source": full_test_accuracy(vit_dir),
+            "test_accuracy_switched_no_training": full_test_accuracy(switched_dir),
+            "test_accuracy_final": full_test_accuracy(finetuned_dir),
+            "finetune_epochs": args.finetune_epochs, "wall_s": round(time.time() - started, 1),
+        })
+
+
+def main(argv: list[str] | None = None, root: Path | None = None) -> int:
+    """Run what is missing, then render; 0. ``root``: where the default paths lie (default: the working directory;
+    scripts/reproduce_images.py passes the repository)."""
+    root = Path.cwd() if root is None else root
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_root", type=Path, default=root.parent / "shared" / "data" / "images")
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--types", nargs="+", default=TYPES)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--finetune_epochs", type=int, default=1)
+    parser.add_argument("--train_samples", type=int, default=10000)
+    parser.add_argument("--test_samples", type=int, default=2000)
+    parser.add_argument("--results", type=Path, default=root / "docs" / "results" / "image_runs.jsonl")
+    parser.add_argument("--report_dir", type=Path, default=root / "docs" / "results")
+    parser.add_argument("--work_dir", type=Path, default=root / "outputs" / "reproduce_images")
+    parser.add_argument("--render_only", action="store_true")
+    args = parser.parse_args(argv)
+
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    runs = [json.loads(line) for line in args.results.read_text().splitlines()] if args.results.exists() else []
+    done = {(r["experiment"], r["dataset"], r["attention_type"], r["seed"]) for r in runs}
+    if not args.render_only:
+        scratch_runs(args, done)
+        conversion_runs(args, done)
+        runs = [json.loads(line) for line in args.results.read_text().splitlines()]
+    table = render_accuracy_table(
+        [r for r in runs if r["experiment"] == "scratch"], args.report_dir, name="image",
+        datasets=args.datasets, types=args.types,
+        title="ViT 32 px / patch 4, same budget per type",
+    )
+    conversions = [r for r in runs if r["experiment"] == "conversion"]
+    if conversions:
+        table += "\n### Conversion: transformers ViT (trained as softmax) -> Attention-BN\n\n"
+        table += "Test accuracy (%) on the whole test split.\n\n"
+        table += "| dataset | softmax source | switched to bn, no training | bn after fine-tuning (epochs) |\n|---|---|---|---|\n"
+        for r in conversions:
+            table += (f"| {r['dataset']} | {100 * r['test_accuracy_softmax_source']:.1f} | "
+                      f"{100 * r['test_accuracy_switched_no_training']:.1f} | "
+                      f"{100 * r['test_accuracy_final']:.1f} ({r['finetune_epochs']}) |\n")
+        (args.report_dir / "image_table.md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
