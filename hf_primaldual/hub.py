@@ -1,7 +1,7 @@
 """The Hub side of the package.
 
-* Model cards: the templates of `model_cards/` rendered with huggingface_hub's ModelCard, the evaluation results
-  as `model-index` entries (`render_model_card`).
+* Model cards: the templates of `model_cards/` (installed as the package data `hf_primaldual.model_cards`)
+  rendered with huggingface_hub's ModelCard, the evaluation results as `model-index` entries (`render_model_card`).
 * Publishing a finished output folder of the training scripts to a Hub repo (`push_output_folder`, behind
   `scripts/push_to_hub.py`, and `push_from_trainer` for the Trainer's own `--push_to_hub` flags). Only the real
   `HfApi` calls are used (create_repo, create_branch, create_commit, create_tag); the endpoint and the token come
@@ -19,7 +19,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import metadata
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,21 @@ try:  # the HTTP client of huggingface_hub 2.x; httpx for older versions
 except ImportError:  # pragma: no cover
     import httpx as _httpx
 
-MODEL_CARD_TEMPLATES = Path(__file__).resolve().parent.parent / "model_cards"
+
+def _model_card_templates():  # a Traversable: a Path in a wheel, an editable install and a checkout alike
+    """The folder of the model-card templates.
+
+    The repository's top-level ``model_cards/`` is installed as the package ``hf_primaldual.model_cards``
+    (``package-dir`` in pyproject.toml), which importlib.resources finds in a wheel and in an editable install. A
+    checkout that is only on ``sys.path``, not installed, has no such package: there the source folder is read.
+    """
+    try:
+        return resources.files("hf_primaldual.model_cards")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "model_cards"
+
+
+MODEL_CARD_TEMPLATES = _model_card_templates()
 #: What the cards say where the repo id goes; replaced by the real repo id when the folder is pushed.
 REPO_ID_PLACEHOLDER = "your-name/your-model"
 
@@ -103,7 +117,7 @@ def render_model_card(
     tags: list[str] | None = None,
     base_model: str | None = None,
 ) -> ModelCard:
-    """Render ``model_cards/<family>.md`` for a trained model.
+    """Render the template ``model_cards/<family>.md`` for a trained model.
 
     Args:
         family: ``"primaldual-vit"`` or ``"primaldual-timeseries"`` (the template's name).
@@ -131,9 +145,18 @@ def render_model_card(
         base_model=base_model,
         eval_results=eval_results or None,
     )
+    template = MODEL_CARD_TEMPLATES / f"{family}.md"
+    if not template.is_file():
+        found = MODEL_CARD_TEMPLATES.iterdir() if MODEL_CARD_TEMPLATES.is_dir() else []
+        families = sorted(p.name.removesuffix(".md") for p in found if p.name.endswith(".md"))
+        raise FileNotFoundError(
+            f"No model-card template {family}.md in {MODEL_CARD_TEMPLATES}. "
+            + (f"Give one of: {', '.join(families)}." if families else
+               "The package was installed without its templates: reinstall it (pip install . or its wheel).")
+        )
     return ModelCard.from_template(
         card_data,
-        template_path=str(MODEL_CARD_TEMPLATES / f"{family}.md"),
+        template_str=template.read_text(encoding="utf-8"),
         model_name=model_name,
         attention_type=config.attention_type,
         attention_formula=attention_formula(config.attention_type, config),
