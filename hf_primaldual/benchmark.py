@@ -1130,7 +1130,7 @@ def _machine(settings: Settings, clock: str, smoke: bool, command: str, load_bef
         "threads": torch.get_num_threads(),
         "device": settings.device,
         "dtype": settings.dtype,
-        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else "none used",
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else "no GPU used",
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "python": platform.python_version(),

@@ -39,7 +39,7 @@ def test_smoke_run_writes_the_tables_and_the_plots(smoke_run):
     for section in ("## ViT training step", "## Stock transformers models", "## Attention layer",
                     "## Time-series classifier training step", "## Targets"):
         assert section in report
-    assert "device cpu (none used), float32" in report
+    assert "device cpu (no GPU used), float32" in report
     for plot in ("attention_time.png", "attention_memory.png"):
         path = output / plot
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
