@@ -1201,7 +1201,7 @@ def print_targets(results: dict) -> None:
         print(f"  {target['name']}: {_fmt(target['measured'], 3)} (target {target['required']}) -- {status}")
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m hf_primaldual.benchmark") -> dict:
+def main(argv: list[str] | None = None, prog: str = "python -m hf_primaldual.benchmark") -> int:
     """The command line (module doc); ``prog`` names the command in the help and in the report."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawTextHelpFormatter)
@@ -1235,8 +1235,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m hf_primaldual.ben
                   settings, command)
     print(f"\nWrote {Path(args.output_dir) / 'results.md'}")
     print_targets(results)
-    return results
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

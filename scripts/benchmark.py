@@ -13,4 +13,4 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 from hf_primaldual.benchmark import main  # noqa: E402
 
 if __name__ == "__main__":
-    main(prog="python scripts/benchmark.py")
+    raise SystemExit(main(prog="python scripts/benchmark.py"))
