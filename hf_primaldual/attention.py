@@ -161,7 +161,7 @@ def softmax_kernel(
     query: torch.Tensor, key: torch.Tensor, key_mask: torch.Tensor | None, options: AttentionOptions
 ) -> torch.Tensor:
     """``A_ij = softmax_j(q_i^T k_j / sqrt(D))`` over the real keys."""
-    return _masked_softmax(_scores(query, key, options.scaling), _allowed(key_mask), query.dtype)
+    return masked_softmax(scores(query, key, options.scaling), _allowed(key_mask), query.dtype)
 
 
 def local_window_kernel(
@@ -174,10 +174,10 @@ def local_window_kernel(
     if key_mask is not None:
         real = allowed & _allowed(key_mask)
         allowed = torch.where(real.any(dim=-1, keepdim=True), real, allowed)
-    return _masked_softmax(_scores(query, key, options.scaling), allowed, query.dtype)
+    return masked_softmax(scores(query, key, options.scaling), allowed, query.dtype)
 
 
-def _scores(query: torch.Tensor, key: torch.Tensor, scaling: float | None = None) -> torch.Tensor:
+def scores(query: torch.Tensor, key: torch.Tensor, scaling: float | None = None) -> torch.Tensor:
     """``q_i^T k_j / sqrt(D)`` in at least float32: half precision overflows on large queries and keys, where the
     fused kernels accumulate in float32 too."""
     dtype = torch.promote_types(query.dtype, torch.float32)
@@ -185,12 +185,12 @@ def _scores(query: torch.Tensor, key: torch.Tensor, scaling: float | None = None
     return torch.matmul(query.to(dtype), key.to(dtype).transpose(-1, -2)) * scale
 
 
-def _masked_softmax(scores: torch.Tensor, allowed: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+def masked_softmax(logits: torch.Tensor, allowed: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
     if allowed is not None:
         # The dtype's lowest value, not -inf: a query that may see no key (a padded one) gets uniform weights,
         # finite, instead of NaN that would leak into gradients; the model discards its output.
-        scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
-    return scores.softmax(dim=-1).to(dtype)
+        logits = logits.masked_fill(~allowed, torch.finfo(logits.dtype).min)
+    return logits.softmax(dim=-1).to(dtype)
 
 
 def elu_feature_map(x: torch.Tensor) -> torch.Tensor:

@@ -31,13 +31,17 @@ from transformers.masking_utils import sdpa_mask
 
 from .attention import (
     ATTENTION_TYPES,
+    LINEAR_KERNEL_EPS,
     AttentionOptions,
     AttentionSpec,
     TokenLayout,
     default_head_scales,
     linear_kernel,
+    masked_softmax,
     safe_compute_dtype,
+    scores,
 )
+from .attention_kernels import with_some_key
 from .modeling_attention import primal_dual_attention
 
 PREFIX = "primaldual_"
@@ -196,22 +200,18 @@ def primal_dual_attention_forward(
     if causal:
         allowed = torch.ones(q_length, kv_length, dtype=torch.bool, device=query.device).tril(kv_length - q_length)
         allowed = allowed[None, None]
-    if options.spec.kernel == "local_window" and q_length != kv_length:
-        # Decoding with a cache: the window is placed by the queries' absolute positions.
+    same_keys_for_every_query = allowed is None or (
+        allowed.shape[1] == 1 and bool((allowed == allowed[..., :1, :]).all())
+    )
+    # Decoding with a cache (fewer queries than keys) places the local window by the queries' absolute positions.
+    if same_keys_for_every_query and not (options.spec.kernel == "local_window" and q_length != kv_length):
+        # No mask, or a padding mask: the family's own key mask.
+        key_mask = None if allowed is None or bool(allowed.all()) else allowed[:, 0, 0, :]
+        layout = token_layout(config, kv_length) if options.spec.scaled_heads else TokenLayout()
+        output, weights = primal_dual_attention(query, key, value, options, key_mask, layout, implementation, dropout)
+    else:
         if allowed is None:
             allowed = torch.ones(1, 1, q_length, kv_length, dtype=torch.bool, device=query.device)
-        output, weights = per_query_attention(query, key, value, options, allowed, implementation, dropout, config)
-    elif allowed is not None and bool((allowed == allowed[..., :1, :]).all()) and allowed.shape[1] == 1:
-        # The same keys for every query: a padding mask, the family's own key mask.
-        key_mask = allowed[:, 0, 0, :]
-        layout = token_layout(config, kv_length) if options.spec.scaled_heads else TokenLayout()
-        output, weights = primal_dual_attention(
-            query, key, value, options, None if bool(key_mask.all()) else key_mask, layout, implementation, dropout
-        )
-    elif allowed is None:
-        layout = token_layout(config, kv_length) if options.spec.scaled_heads else TokenLayout()
-        output, weights = primal_dual_attention(query, key, value, options, None, layout, implementation, dropout)
-    else:
         output, weights = per_query_attention(query, key, value, options, allowed, implementation, dropout, config)
     return output.transpose(1, 2).contiguous(), weights
 
@@ -251,22 +251,20 @@ def per_query_attention(
         positions_q = torch.arange(key.shape[-2] - query.shape[-2], key.shape[-2], device=query.device)
         positions_k = torch.arange(key.shape[-2], device=query.device)
         allowed = allowed & ((positions_q[:, None] - positions_k[None, :]).abs() <= options.attention_window)
-    allowed = allowed | ~allowed.any(dim=-1, keepdim=True)  # a query that may see no key: finite, discarded
+    allowed = with_some_key(allowed)
     if spec.kernel == "linear":
         weights = linear_kernel(query, key, None, options) * allowed
-        weights = weights / weights.sum(dim=-1, keepdim=True).clamp_min(1e-6)
+        weights = weights / weights.sum(dim=-1, keepdim=True).clamp_min(LINEAR_KERNEL_EPS)
         output = torch.matmul(weights, value)
         return output.to(dtype), (weights.to(dtype) if implementation == "eager" else None)
     if spec.batch_norm:
         query, key = batch_normalize_per_query(query, key, allowed, options)
-    scale = query.shape[-1] ** -0.5 if options.scaling is None else options.scaling
     if implementation == "eager":
-        scores = torch.matmul(query.float(), key.float().transpose(-1, -2)) * scale
-        weights = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min).softmax(dim=-1).to(query.dtype)
+        weights = masked_softmax(scores(query, key, options.scaling), allowed, query.dtype)
         weights = torch.nn.functional.dropout(weights, p=dropout, training=dropout > 0)
         return torch.matmul(weights, value).to(dtype), weights.to(dtype)
     output = torch.nn.functional.scaled_dot_product_attention(
-        query, key, value, attn_mask=allowed, dropout_p=dropout, scale=scale
+        query, key, value, attn_mask=allowed, dropout_p=dropout, scale=options.scaling
     )
     return output.to(dtype), None
 

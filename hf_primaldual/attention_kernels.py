@@ -29,7 +29,7 @@ from .attention import (
 )
 
 
-def _with_some_key(mask: torch.Tensor) -> torch.Tensor:
+def with_some_key(mask: torch.Tensor) -> torch.Tensor:
     """Let a query that may see no key (a padded query outside every real key's window) see all of them.
 
     Its output is discarded by the model anyway; this keeps it finite instead of NaN, which would leak into
@@ -63,7 +63,7 @@ def softmax_attention(
         mask: boolean, broadcastable to ``(B, H, N_q, N_k)``, ``True`` where a query may attend to a key.
     """
     if mask is not None:
-        mask = _with_some_key(mask)
+        mask = with_some_key(mask)
     if dropout_p > 0 and _fused_dropout_available(query, key, value):
         shape = query.shape[:-1] + key.shape[-2:-1]
         dropout_mask, dropout_p = attention_dropout_additive_mask(shape, dropout_p, query.dtype)

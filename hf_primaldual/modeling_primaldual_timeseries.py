@@ -145,8 +145,9 @@ class PrimalDualTimeSeriesModel(PrimalDualTimeSeriesPreTrainedModel):
         self.post_init()
 
     def token_mask(self, past_values: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor | None:
-        """Check the series against the model, with errors that say what to change; the boolean ``(B, N)`` mask of
-        the real tokens (the class token in front with ``pooling="cls"``), or None when every token is real."""
+        """Check the series' shape and mask against the model, with errors that say what to change; the boolean
+        ``(B, N)`` mask of the real tokens (the class token in front with ``pooling="cls"``), or None when every
+        token is real."""
         if past_values is None:
             raise ValueError("past_values is required: a (batch_size, time, channels) tensor.")
         if past_values.dim() != 3:
@@ -167,7 +168,6 @@ class PrimalDualTimeSeriesModel(PrimalDualTimeSeriesPreTrainedModel):
                 "larger max_sequence_length."
             )
         mask = check_key_mask(attention_mask, past_values.shape[:2], "attention_mask")
-        check_finite(past_values if mask is None else past_values.masked_fill(~mask[..., None], 0), "past_values")
         if mask is not None and self.config.pooling == "cls":
             mask = nn.functional.pad(mask, (1, 0), value=True)
         return mask
@@ -192,8 +192,9 @@ class PrimalDualTimeSeriesModel(PrimalDualTimeSeriesPreTrainedModel):
         is the input length, plus one in front with `pooling="cls"`.
         """
         padding_mask = self.token_mask(past_values, attention_mask)
-        if padding_mask is not None:
+        if padding_mask is not None:  # padded steps may hold anything, NaN included
             past_values = past_values.masked_fill(~padding_mask[:, -past_values.shape[1]:, None], 0.0)
+        check_finite(past_values, "past_values")
         past_values = past_values.to(self.embeddings.value_projection.weight.dtype)
         hidden_states = self.embeddings(past_values)
         layout = TokenLayout(num_prefix_tokens=1 if self.config.pooling == "cls" else 0)
