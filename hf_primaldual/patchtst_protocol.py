@@ -96,20 +96,17 @@ def train_patchtst(
 __all__ = ["PATCHTST_ATTENTIONS", "main", "patchtst_config", "train_patchtst"]
 
 
-SHORT_SETS = ["JapaneseVowels", "NATOPS", "Epilepsy", "ArticularyWordRecognition", "Handwriting", "UWaveGestureLibrary"]
-
-
 def main(argv: list[str] | None = None) -> int:
     """PatchTST x {softmax, bn, bn_sh} x sets x seeds; each finished run appended to a JSON-lines file (a run in it is
     skipped, so the grid resumes), then the table and plot rendered beside the mvts grid's."""
     import argparse
     import json
 
-    from .analysis import render_accuracy_table
+    from .analysis import SHORT_UEA_SETS, render_accuracy_table, render_paired_comparison
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--data_dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "uea")
-    parser.add_argument("--datasets", nargs="+", default=SHORT_SETS)
+    parser.add_argument("--datasets", nargs="+", default=SHORT_UEA_SETS)
     parser.add_argument("--types", nargs="+", default=list(PATCHTST_ATTENTIONS), choices=list(PATCHTST_ATTENTIONS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=100)
@@ -135,11 +132,12 @@ def main(argv: list[str] | None = None) -> int:
                 handle.write(json.dumps(record) + "\n")
             runs.append(record)
             print(json.dumps({k: v for k, v in record.items() if k != "eval_history"}), flush=True)
-    table = render_accuracy_table(
-        [r for r in runs if r["epochs"] == args.epochs], args.report_dir, name="patchtst", datasets=args.datasets,
-        types=args.types, title="UEA, PatchTST (transformers) on the mvts protocol",
-    )
-    print(table)
+    runs = [r for r in runs if r["epochs"] == args.epochs]
+    title = "UEA, PatchTST (transformers) on the mvts protocol"
+    print(render_accuracy_table(runs, args.report_dir, name="patchtst", datasets=args.datasets, types=args.types,
+                                title=title))
+    print(render_paired_comparison(runs, args.report_dir, name="patchtst", types=args.types,
+                                   datasets=args.datasets, title=title))
     return 0
 
 

@@ -65,7 +65,10 @@ def test_reproduce_uea_smoke_resumes_and_renders(tmp_path):
     table = (tmp_path / "uea_table.md").read_text()
     assert "| JapaneseVowels | 98.7 |" in table and "average over 1 complete sets" in table
     assert (tmp_path / "uea_accuracy.png").stat().st_size > 5_000
-    assert not any((tmp_path / "work").iterdir())  # a recorded run's checkpoints are removed
+    assert "| bn_sh | final | 0 (0) |" in (tmp_path / "uea_paired.md").read_text()  # no softmax run to pair with
+    (folder,) = (tmp_path / "work").iterdir()
+    assert not list(folder.glob("checkpoint-*"))  # a recorded run's checkpoints are removed, its final model kept
+    assert (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
 
 
 def test_reproduce_uea_goes_on_from_an_interrupted_run(tmp_path):
@@ -96,6 +99,14 @@ def test_reproduce_images_smoke_with_conversion(tmp_path):
     converted = json.loads((tmp_path / "work" / "fashion-mnist-transformers-vit" / "config.json").read_text())
     assert converted["model_type"] == "vit"  # the conversion starts from a genuine transformers ViT checkpoint
     assert "Conversion" in (tmp_path / "image_table.md").read_text()
+    run("reproduce_images.py", "--budget", "full", "--data_root", str(tmp_path / "data"), "--datasets",
+        "fashion-mnist", "--types", "softmax", "--seeds", "0", "--epochs", "1", "--results",
+        str(tmp_path / "runs.jsonl"), "--report_dir", str(tmp_path), "--work_dir", str(tmp_path / "work"))
+    full = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()][2:]
+    assert [(r["budget"], r["patch_size"], r["train_samples"]) for r in full] == [("full", 8, "all")]
+    assert "| fashion-mnist |" in (tmp_path / "image_full_table.md").read_text()
+    assert (tmp_path / "image_full_accuracy.png").stat().st_size > 5_000
+    assert "Conversion" in (tmp_path / "image_table.md").read_text()  # the small budget's table left as it was
 
 
 def test_head_redundancy_script(tmp_path):
