@@ -10,7 +10,10 @@ for Attention-BN, and pooling without gathering windows when every key is real. 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+import os
 from collections.abc import Iterator, Sequence
 from typing import Literal
 
@@ -64,7 +67,7 @@ def softmax_attention(
     """
     if mask is not None:
         mask = with_some_key(mask)
-    if dropout_p > 0 and _fused_dropout_available(query, key, value):
+    if dropout_p > 0 and _fused_dropout_pays(query, key) and _fused_dropout_available(query, key, value):
         shape = query.shape[:-1] + key.shape[-2:-1]
         dropout_mask, dropout_p = attention_dropout_additive_mask(shape, dropout_p, query.dtype)
         return _fused_attention_with_dropout(query, key, value, mask, dropout_mask, dropout_p, scale)
@@ -78,10 +81,40 @@ _flash_attention_cpu = getattr(torch.ops.aten, "_scaled_dot_product_flash_attent
 _flash_attention_cpu_backward = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
 
 
+# Outside any fused_cpu_dropout block: on, unless HF_PRIMALDUAL_FUSED_CPU_DROPOUT=0 (for whole training runs).
+_FUSED_CPU_DROPOUT = contextvars.ContextVar(
+    "fused_cpu_dropout", default=os.environ.get("HF_PRIMALDUAL_FUSED_CPU_DROPOUT", "1").strip() != "0"
+)
+
+
+@contextlib.contextmanager
+def fused_cpu_dropout(enabled: bool) -> Iterator[None]:
+    """Within the block, attention dropout on CPU runs through the fused kernel wherever it is the faster one,
+    for calls of at least ``2**17`` scores (``True``), or always through PyTorch's own
+    ``scaled_dot_product_attention(dropout_p=...)``, its math kernel (``False``: the code path before the fused
+    dropout, kept so that benchmarks compare the two in one process). Outside any block it is ``True``, unless the
+    environment sets ``HF_PRIMALDUAL_FUSED_CPU_DROPOUT=0`` (a whole training run on the path before).
+    Both drop each attention probability independently with the same probability; their random streams differ."""
+    token = _FUSED_CPU_DROPOUT.set(enabled)
+    try:
+        yield
+    finally:
+        _FUSED_CPU_DROPOUT.reset(token)
+
+
+# Below about this many scores per call (B * H * N_q * N_k; e.g. JapaneseVowels' 16 x 8 x 29 x 29) the fused
+# path's two kernel calls each way and its mask cost more than PyTorch's math kernel saves (docs/PERFORMANCE.md).
+_FUSED_DROPOUT_MIN_SCORES = 1 << 17
+
+
+def _fused_dropout_pays(query: torch.Tensor, key: torch.Tensor) -> bool:
+    return query.shape[:-1].numel() * key.shape[-2] >= _FUSED_DROPOUT_MIN_SCORES
+
+
 def _fused_dropout_available(*tensors: torch.Tensor) -> bool:
     # Under torch.compile, SDPA's own dropout is left to inductor, which fuses it (and cannot trace the NumPy
     # generator the keep mask is drawn from).
-    return _flash_attention_cpu is not None and not torch.compiler.is_compiling() and all(
+    return _flash_attention_cpu is not None and _FUSED_CPU_DROPOUT.get() and not torch.compiler.is_compiling() and all(
         t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64, torch.bfloat16) for t in tensors
     )
 

@@ -28,6 +28,11 @@ rows):
 * ``timeseries`` (:func:`benchmark_timeseries_training`): the time-series classifier's training step at
   SelfRegulationSCP2's length (1152 steps, 7 channels, d_model 64, 8 heads, 3 layers, batch 16, the config's
   defaults otherwise: dropout 0.1, batch norm, flattened output), per type, SH scales as in ``attention``.
+* ``uea`` (:func:`benchmark_uea_training`): the same classifier's training step at the shapes of the six UEA sets
+  of the three-seed grid (each set's longest series, its channels and classes; batch 16, the protocol's model),
+  for every type with attention dropout, with the family's fused CPU dropout against PyTorch's
+  ``scaled_dot_product_attention(dropout_p=0.1)`` (:func:`~hf_primaldual.attention_kernels.fused_cpu_dropout`
+  ``(False)``: the code path before the fused dropout): the per-step speed-up behind the grid's CPU-hours.
 * ``compile`` (:func:`check_graph_breaks`, and compiled rows in ``vit`` and ``attention``): graph breaks of the
   attention function and of both models under ``torch._dynamo.explain``, and ``torch.compile``d timings of the
   ViT training step (transformers' ViT, softmax, bn, sh, bn_sh; both sizes) and of the attention layer at
@@ -84,6 +89,7 @@ import torch._dynamo
 
 from .attention import ATTENTION_TYPES, AttentionOptions, TokenLayout, parse_attention_type
 from .attention_interface import PREFIX
+from .attention_kernels import fused_cpu_dropout
 from .configuration_primaldual_timeseries import PrimalDualTimeSeriesConfig
 from .configuration_primaldual_vit import PrimalDualViTConfig
 from .modeling_attention import primal_dual_attention
@@ -148,6 +154,16 @@ class Settings:
     series_heads: int = 8
     series_layers: int = 3
     series_intermediate: int = 256
+    # (set, longest series, channels, classes) of the UEA grid's sets, as read from ../shared/data/uea
+    uea_shapes: tuple[tuple[str, int, int, int], ...] = (
+        ("JapaneseVowels", 29, 12, 9),
+        ("NATOPS", 51, 24, 6),
+        ("Epilepsy", 206, 3, 4),
+        ("ArticularyWordRecognition", 144, 9, 25),
+        ("Handwriting", 152, 3, 26),
+        ("UWaveGestureLibrary", 315, 3, 8),
+    )
+    uea_attention_types: tuple[str, ...] = ("softmax", "bn", "sh", "bn_sh")
     model_repeats: int = 5
     attention_repeats: int = 5
     min_timing_s: float = 0.05
@@ -183,6 +199,7 @@ class Settings:
             series_heads=8,
             series_layers=1,
             series_intermediate=32,
+            uea_shapes=(("tiny", 16, 3, 2),),
             model_repeats=1,
             attention_repeats=1,
             min_timing_s=0.0,
@@ -843,6 +860,66 @@ def benchmark_timeseries_training(
     return rows
 
 
+class _ForwardWithin(torch.nn.Module):
+    """``model`` whose forward runs inside ``context()`` (the backward replays what the forward chose)."""
+
+    def __init__(self, model: torch.nn.Module, context: Callable[[], contextlib.AbstractContextManager]):
+        super().__init__()
+        self.model, self.context = model, context
+
+    def forward(self, **inputs):
+        with self.context():
+            return self.model(**inputs)
+
+
+UEA_FUSED, UEA_BEFORE = "fused dropout", "PyTorch SDPA dropout (before)"
+
+
+def benchmark_uea_training(
+    settings: Settings = Settings(),
+    attention_types: Iterable[str] = ALL_TYPES,
+    clock: str = "wall",
+    log: Callable[[str], None] = print,
+) -> list[dict]:
+    """Training-step time of the time-series classifier at each UEA grid set's shape (see the module doc), the
+    fused CPU dropout against the path before it, one process per set, both with the same weights and inputs.
+
+    One row per (set, type, path): ``dataset``, ``length``, ``channels``, ``attention_type``, ``path``,
+    ``step_ms``, ``spread``, ``peak_mb``, ``speedup_vs_before`` (the fused path's throughput over the other's).
+    """
+    s = settings
+    attention_types = [t for t in s.uea_attention_types if t in set(attention_types)]
+    rows = []
+    for dataset, length, channels, classes in s.uea_shapes:
+        models = {}
+        for attention_type in attention_types:
+            torch.manual_seed(0)
+            config = PrimalDualTimeSeriesConfig(
+                num_input_channels=channels, max_sequence_length=length, num_labels=classes,
+                hidden_size=s.series_hidden, num_attention_heads=s.series_heads, num_hidden_layers=s.series_layers,
+                intermediate_size=s.series_intermediate, attention_type=attention_type,
+            )
+            model = PrimalDualTimeSeriesForClassification(config)
+            models[(attention_type, UEA_FUSED)] = model
+            models[(attention_type, UEA_BEFORE)] = _ForwardWithin(copy.deepcopy(model), lambda: fused_cpu_dropout(False))
+        generator = torch.Generator().manual_seed(0)
+        inputs = {
+            "past_values": torch.randn(s.series_batch, length, channels, generator=generator),
+            "labels": torch.randint(0, classes, (s.series_batch,), generator=generator),
+        }
+        results = _time_models({f"{t} / {path}": m for (t, path), m in models.items()}, inputs, s, clock)
+        for attention_type, path in models:
+            result = results[f"{attention_type} / {path}"]
+            rows.append({
+                "dataset": dataset, "length": length, "channels": channels, "attention_type": attention_type,
+                "path": path, **result,
+                "speedup_vs_before": _ratio(results[f"{attention_type} / {UEA_BEFORE}"], result),
+            })
+        log(f"uea {dataset}: " + ", ".join(
+            f"{r['attention_type']} {r['speedup_vs_before']:.2f}x" for r in rows[-len(models):] if r["path"] == UEA_FUSED))
+    return rows
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # torch.compile
 # ------------------------------------------------------------------------------------------------------------------
@@ -1051,6 +1128,15 @@ def markdown_report(results: dict) -> str:
                       ("series/s", "series_per_s", 2), ("step ms", "step_ms", 0), ("spread", "spread", 3),
                       ("peak MB", "peak_mb", 0), ("vs softmax", "vs_softmax", 3),
                   ])]
+    if results.get("uea"):
+        parts += ["", "## Time-series training step at the UEA grid's shapes: fused dropout vs the path before", "",
+                  f"Batch {results['settings']['series_batch']}, attention dropout 0.1; `speed-up` is the fused "
+                  "path's throughput over PyTorch's SDPA with `dropout_p` in the same process.", "",
+                  _table(results["uea"], [
+                      ("set", "dataset", 0), ("N", "length", 0), ("channels", "channels", 0),
+                      ("type", "attention_type", 0), ("path", "path", 0), ("step ms", "step_ms", 1),
+                      ("spread", "spread", 3), ("peak MB", "peak_mb", 0), ("speed-up", "speedup_vs_before", 2),
+                  ])]
     if results.get("graph_breaks"):
         parts += ["", "## torch.compile graph breaks (`torch._dynamo.explain`)", "",
                   _table(results["graph_breaks"], [
@@ -1111,7 +1197,7 @@ def plot_attention(rows: list[dict], output_dir: Path) -> list[Path]:
 # The run
 # ------------------------------------------------------------------------------------------------------------------
 
-SECTIONS = ("vit", "stock", "attention", "dropout", "timeseries", "compile")
+SECTIONS = ("vit", "stock", "attention", "dropout", "timeseries", "uea", "compile")
 
 
 def _machine(settings: Settings, clock: str, smoke: bool, command: str, load_before: str) -> dict:
@@ -1183,6 +1269,8 @@ def run(
         results["attention"] += benchmark_attention(settings, attention_types, clock, log=log, dropout=True)
     if "timeseries" in sections:
         results["timeseries"] = benchmark_timeseries_training(settings, attention_types, clock, log)
+    if "uea" in sections:
+        results["uea"] = benchmark_uea_training(settings, attention_types, clock, log)
     if "compile" in sections:
         results["graph_breaks"] = check_graph_breaks(attention_types, log, settings)
     results["machine"]["load_after"] = _load()

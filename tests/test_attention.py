@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -11,6 +15,7 @@ from hf_primaldual.attention import ATTENTION_TYPES, AttentionOptions, Attention
 from hf_primaldual.attention_kernels import (
     attention_dropout_additive_mask,
     attention_dropout_keep_mask,
+    fused_cpu_dropout,
     softmax_attention_with_dropout,
 )
 from hf_primaldual.modeling_attention import primal_dual_attention
@@ -310,10 +315,52 @@ def test_training_attention_dropout_is_unbiased(attention_type):
 def test_cpu_attention_dropout_runs_through_the_fused_kernel():
     """PyTorch's CPU SDPA falls back to its math kernel (softmax and bernoulli over the whole matrix) when given
     dropout; the family's dropout must not."""
-    q, k, v = (x.requires_grad_() for x in random_qkv(length=64))
+    q, k, v = (x.requires_grad_() for x in random_qkv(length=192))  # 2 x 4 x 192 x 192 scores: where it pays
     with torch.profiler.profile() as profile:
         output, _ = primal_dual_attention(q, k, v, options_for("softmax"), dropout_p=0.1)
         output.sum().backward()
     ops = {event.name for event in profile.events()}
     assert "aten::_scaled_dot_product_flash_attention_for_cpu" in ops
     assert not ops & {"aten::_softmax", "aten::bernoulli_", "aten::_scaled_dot_product_attention_math"}, ops
+
+
+def test_small_attention_dropout_runs_through_pytorch_where_that_is_faster():
+    """At 2 x 4 x 16 x 16 scores PyTorch's math kernel is the faster one: the family hands dropout to it."""
+    q, k, v = random_qkv(length=16)
+    torch.manual_seed(3)
+    small, _ = primal_dual_attention(q, k, v, options_for("softmax"), dropout_p=0.3)
+    torch.manual_seed(3)
+    assert torch.equal(small, torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=0.3))
+
+
+def test_the_path_before_the_fused_dropout_stays_selectable():
+    """Under fused_cpu_dropout(False) the family's dropout is PyTorch's own SDPA with dropout_p, draw for draw
+    (same seed, same output), and the block restores the fused path after it, also after an error."""
+    q, k, v = random_qkv(length=192)
+    with fused_cpu_dropout(False):
+        torch.manual_seed(5)
+        before, _ = primal_dual_attention(q, k, v, options_for("softmax"), dropout_p=0.3)
+        with pytest.raises(KeyError), fused_cpu_dropout(True):
+            raise KeyError
+        torch.manual_seed(5)
+        still_before, _ = primal_dual_attention(q, k, v, options_for("softmax"), dropout_p=0.3)
+    torch.manual_seed(5)
+    pytorch = torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=0.3)
+    assert torch.equal(before, pytorch) and torch.equal(still_before, pytorch)
+    with torch.profiler.profile() as profile:
+        primal_dual_attention(q, k, v, options_for("softmax"), dropout_p=0.3)
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu" in {event.name for event in profile.events()}
+
+
+def test_the_environment_selects_the_path_before_for_a_whole_run():
+    code = ("import torch; from hf_primaldual.modeling_attention import primal_dual_attention;"
+            "from hf_primaldual.attention import AttentionOptions, parse_attention_type;"
+            "q = torch.randn(2, 4, 192, 8); torch.manual_seed(0);"
+            "out, _ = primal_dual_attention(q, q, q, AttentionOptions(spec=parse_attention_type('softmax'), head_scales=(1, 1)),"
+            " dropout_p=0.5); torch.manual_seed(0);"
+            "ref = torch.nn.functional.scaled_dot_product_attention(q, q, q, dropout_p=0.5);"
+            "print(torch.equal(out, ref))")
+    for value, same_as_pytorch in (("0", "True"), ("1", "False")):
+        env = {**os.environ, "HF_PRIMALDUAL_FUSED_CPU_DROPOUT": value}
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+        assert result.stdout.strip() == same_as_pytorch, result.stderr[-2000:]

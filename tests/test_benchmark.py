@@ -37,7 +37,8 @@ def test_smoke_run_writes_the_tables_and_the_plots(smoke_run):
     output, stdout = smoke_run
     report = (output / "results.md").read_text()
     for section in ("## ViT training step", "## Stock transformers models", "## Attention layer",
-                    "## Time-series classifier training step", "## Targets"):
+                    "## Time-series classifier training step", "## Time-series training step at the UEA grid's shapes",
+                    "## Targets"):
         assert section in report
     assert "device cpu (no GPU used), float32" in report
     for plot in ("attention_time.png", "attention_memory.png"):
@@ -62,8 +63,12 @@ def test_smoke_run_covers_every_attention_type(smoke_run):
     assert {row["attention_type"] for row in results["timeseries"]} == set(ALL_TYPES)
     for row in results["attention"]:
         assert row["forward_ms"] > 0 and row["forward_backward_peak_mb"] > 0 and row["forward_gflop"] > 0
-    for row in results["vit"] + results["timeseries"] + results["stock"]:
+    for row in results["vit"] + results["timeseries"] + results["stock"] + results["uea"]:
         assert row["step_ms"] > 0 and row["peak_mb"] > 0
+    uea = {(row["attention_type"], row["path"]): row for row in results["uea"]}
+    assert set(uea) == {(t, path) for t in ("softmax", "bn", "sh", "bn_sh")
+                        for path in ("fused dropout", "PyTorch SDPA dropout (before)")}
+    assert all(uea[t, "PyTorch SDPA dropout (before)"]["speedup_vs_before"] == 1 for t, _ in uea)
 
 
 def test_smoke_run_times_stock_models_under_every_registered_attention(smoke_run):
