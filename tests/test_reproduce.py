@@ -127,6 +127,9 @@ def test_head_redundancy_script(tmp_path):
     assert result["examples"] == 40 and len(result["mean"]) == 2 and all(0 < m < 2**0.5 for m in result["mean"])
     assert (tmp_path / "report" / "attention_maps-model.png").exists()
     assert (tmp_path / "report" / "head_redundancy.png").exists()
+    table = (tmp_path / "report" / "head_redundancy.md").read_text()
+    row = f"| model (bn_sh) | – | {result['mean'][0]:.3f} ± {result['std'][0]:.3f} | "
+    assert "| model | test accuracy | layer 1 | layer 2 |" in table and row in table
 
 
 def test_accuracy_table_gives_mean_and_std_over_seeds(tmp_path):

@@ -58,7 +58,22 @@ def run(argv: list[str] | None = None) -> dict:
     plot_head_redundancy(results, args.output_dir / "head_redundancy.png",
                          title=f"Head redundancy on {Path(args.dataset).name} ({args.split})")
     (args.output_dir / "head_redundancy.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.output_dir / "head_redundancy.md").write_text(redundancy_table(results, args.checkpoints))
     return results
+
+
+def redundancy_table(results: dict[str, dict], checkpoints: list[str]) -> str:
+    """Markdown: one row per checkpoint (its recorded test accuracy, when it has one), mean ± std per layer."""
+    layers = max(len(result["mean"]) for result in results.values())
+    lines = ["| model | test accuracy | " + " | ".join(f"layer {i + 1}" for i in range(layers)) + " |",
+             "|---|---|" + "---|" * layers]
+    for (name, result), checkpoint in zip(results.items(), checkpoints):
+        metrics = Path(checkpoint, "training_metrics.json")
+        accuracy = (f"{100 * json.loads(metrics.read_text())['test_accuracy_final']:.2f}%"
+                    if metrics.is_file() else "–")
+        cells = [f"{m:.3f} ± {s:.3f}" for m, s in zip(result["mean"], result["std"])]
+        lines.append(f"| {name} | {accuracy} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
