@@ -67,7 +67,7 @@ def softmax_attention(
     """
     if mask is not None:
         mask = with_some_key(mask)
-    if dropout_p > 0 and _fused_dropout_pays(query, key) and _fused_dropout_available(query, key, value):
+    if dropout_p > 0 and _fused_dropout_available(query, key, value):
         shape = query.shape[:-1] + key.shape[-2:-1]
         dropout_mask, dropout_p = attention_dropout_additive_mask(shape, dropout_p, query.dtype)
         return _fused_attention_with_dropout(query, key, value, mask, dropout_mask, dropout_p, scale)
@@ -107,15 +107,16 @@ def fused_cpu_dropout(enabled: bool) -> Iterator[None]:
 _FUSED_DROPOUT_MIN_SCORES = 1 << 17
 
 
-def _fused_dropout_pays(query: torch.Tensor, key: torch.Tensor) -> bool:
-    return query.shape[:-1].numel() * key.shape[-2] >= _FUSED_DROPOUT_MIN_SCORES
-
-
-def _fused_dropout_available(*tensors: torch.Tensor) -> bool:
+def _fused_dropout_available(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> bool:
     # Under torch.compile, SDPA's own dropout is left to inductor, which fuses it (and cannot trace the NumPy
     # generator the keep mask is drawn from).
-    return _flash_attention_cpu is not None and _FUSED_CPU_DROPOUT.get() and not torch.compiler.is_compiling() and all(
-        t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64, torch.bfloat16) for t in tensors
+    return (
+        _flash_attention_cpu is not None
+        and _FUSED_CPU_DROPOUT.get()
+        and not torch.compiler.is_compiling()
+        and query.shape[:-1].numel() * key.shape[-2] >= _FUSED_DROPOUT_MIN_SCORES
+        and all(t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64, torch.bfloat16)
+                for t in (query, key, value))
     )
 
 

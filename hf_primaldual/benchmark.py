@@ -801,6 +801,28 @@ def benchmark_stock_models(
     return rows
 
 
+def _series_classifier(
+    settings: Settings, attention_type: str, length: int, channels: int, num_labels: int, **config: object
+) -> PrimalDualTimeSeriesForClassification:
+    """The time-series classifier at the settings' model size, seeded weights; ``config`` overrides fields."""
+    torch.manual_seed(0)
+    return PrimalDualTimeSeriesForClassification(PrimalDualTimeSeriesConfig(
+        num_input_channels=channels, max_sequence_length=length, num_labels=num_labels,
+        hidden_size=settings.series_hidden, num_attention_heads=settings.series_heads,
+        num_hidden_layers=settings.series_layers, intermediate_size=settings.series_intermediate,
+        attention_type=attention_type, **config,
+    ))
+
+
+def _series_inputs(settings: Settings, length: int, channels: int, num_labels: int) -> dict[str, torch.Tensor]:
+    """A seeded random batch of ``settings.series_batch`` full-length series and their labels."""
+    generator = torch.Generator().manual_seed(0)
+    return {
+        "past_values": torch.randn(settings.series_batch, length, channels, generator=generator),
+        "labels": torch.randint(0, num_labels, (settings.series_batch,), generator=generator),
+    }
+
+
 def benchmark_timeseries_training(
     settings: Settings = Settings(),
     attention_types: Iterable[str] = ALL_TYPES,
@@ -821,26 +843,14 @@ def benchmark_timeseries_training(
     variants = [(t, None) for t in attention_types] + [(t, 0.0) for t in no_dropout_types if t in attention_types]
     models = {}
     for attention_type, dropout in variants:
-        torch.manual_seed(0)
-        config = PrimalDualTimeSeriesConfig(
-            num_input_channels=s.series_channels,
-            max_sequence_length=s.series_length,
-            hidden_size=s.series_hidden,
-            num_attention_heads=s.series_heads,
-            num_hidden_layers=s.series_layers,
-            intermediate_size=s.series_intermediate,
-            num_labels=2,
-            attention_type=attention_type,
+        model = _series_classifier(
+            s, attention_type, s.series_length, s.series_channels, num_labels=2,
             head_scales=list(s.attention_head_scales[: s.series_heads]) if "sh" in attention_type else None,
             **({} if dropout is None else {"attention_probs_dropout_prob": dropout}),
         )
         name = attention_type if dropout is None else f"{attention_type} (attention dropout 0)"
-        models[name] = (attention_type, config.attention_probs_dropout_prob, PrimalDualTimeSeriesForClassification(config))
-    generator = torch.Generator().manual_seed(0)
-    inputs = {
-        "past_values": torch.randn(s.series_batch, s.series_length, s.series_channels, generator=generator),
-        "labels": torch.randint(0, 2, (s.series_batch,), generator=generator),
-    }
+        models[name] = (attention_type, model.config.attention_probs_dropout_prob, model)
+    inputs = _series_inputs(s, s.series_length, s.series_channels, num_labels=2)
     results = _time_models({name: model for name, (_, _, model) in models.items()}, inputs, s, clock)
     rows = []
     for name, result in results.items():
@@ -893,20 +903,10 @@ def benchmark_uea_training(
     for dataset, length, channels, classes in s.uea_shapes:
         models = {}
         for attention_type in attention_types:
-            torch.manual_seed(0)
-            config = PrimalDualTimeSeriesConfig(
-                num_input_channels=channels, max_sequence_length=length, num_labels=classes,
-                hidden_size=s.series_hidden, num_attention_heads=s.series_heads, num_hidden_layers=s.series_layers,
-                intermediate_size=s.series_intermediate, attention_type=attention_type,
-            )
-            model = PrimalDualTimeSeriesForClassification(config)
+            model = _series_classifier(s, attention_type, length, channels, num_labels=classes)
             models[(attention_type, UEA_FUSED)] = model
             models[(attention_type, UEA_BEFORE)] = _ForwardWithin(copy.deepcopy(model), lambda: fused_cpu_dropout(False))
-        generator = torch.Generator().manual_seed(0)
-        inputs = {
-            "past_values": torch.randn(s.series_batch, length, channels, generator=generator),
-            "labels": torch.randint(0, classes, (s.series_batch,), generator=generator),
-        }
+        inputs = _series_inputs(s, length, channels, num_labels=classes)
         results = _time_models({f"{t} / {path}": m for (t, path), m in models.items()}, inputs, s, clock)
         for attention_type, path in models:
             result = results[f"{attention_type} / {path}"]

@@ -33,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from hf_primaldual.analysis import render_accuracy_table
@@ -42,8 +43,18 @@ DATASETS = {"fashion-mnist": "fashion-mnist", "cifar10-jpg": "cifar10-jpg/CIFAR-
 TYPES = ["softmax", "bn", "sh", "bn_sh"]
 MODEL = ["--image_size", "32", "--hidden_size", "96", "--num_hidden_layers", "4", "--num_attention_heads", "3",
          "--intermediate_size", "192"]
-PATCH_SIZE = {"small": 4, "full": 8}
-DEFAULT_EPOCHS = {"small": 3, "full": 10}
+
+
+@dataclass(frozen=True)
+class Budget:
+    patch_size: int
+    epochs: int  # the default of --epochs
+    subset: bool  # fixed random subsets of --train_samples / --test_samples images, instead of the whole splits
+    random_crop_padding: int
+
+
+BUDGETS = {"small": Budget(patch_size=4, epochs=3, subset=True, random_crop_padding=4),
+           "full": Budget(patch_size=8, epochs=10, subset=False, random_crop_padding=0)}
 
 
 def train(dataset: Path, output: Path, seed: int, args: argparse.Namespace, *extra: str) -> dict:
@@ -51,7 +62,8 @@ def train(dataset: Path, output: Path, seed: int, args: argparse.Namespace, *ext
         sys.executable, "-m", "hf_primaldual.cli.train_image", "--dataset", str(dataset),
         "--output_dir", str(output), "--seed", str(seed), "--num_train_epochs", str(args.epochs),
         *(["--max_train_samples", str(args.train_samples), "--max_eval_samples", str(args.test_samples)]
-          if args.budget == "small" else ["--random_crop_padding", "0"]),
+          if BUDGETS[args.budget].subset else []),
+        "--random_crop_padding", str(BUDGETS[args.budget].random_crop_padding),
         "--per_device_train_batch_size", "128", "--save_strategy", "no", "--disable_tqdm", "True", *extra,
     ]
     # the run shares this process's working directory, so that relative paths in the arguments mean the same to it
@@ -77,14 +89,14 @@ def scratch_runs(args: argparse.Namespace, done: set) -> None:
         suffix = "" if args.budget == "small" else f"-{args.budget}"
         output = args.work_dir / f"{dataset}-{attention_type}-{seed}{suffix}"
         started = time.time()
-        extra = ["--attention_type", attention_type, "--patch_size", str(PATCH_SIZE[args.budget]), *MODEL]
+        extra = ["--attention_type", attention_type, "--patch_size", str(BUDGETS[args.budget].patch_size), *MODEL]
         if attention_type.endswith("sh"):
             extra += ["--head_scales", "1", "2", "4"]
         metrics = train(args.data_root / DATASETS[dataset], output, seed, args, *extra)
         record_run(args.results, {
             "experiment": "scratch", "budget": args.budget, "dataset": dataset, "attention_type": attention_type,
-            "seed": seed, "epochs": args.epochs, "patch_size": PATCH_SIZE[args.budget],
-            **({"train_samples": args.train_samples, "test_samples": args.test_samples} if args.budget == "small"
+            "seed": seed, "epochs": args.epochs, "patch_size": BUDGETS[args.budget].patch_size,
+            **({"train_samples": args.train_samples, "test_samples": args.test_samples} if BUDGETS[args.budget].subset
                else {"train_samples": "all", "test_samples": "all"}),
             "test_accuracy_final": metrics["test_accuracy_final"],
             "test_accuracy_best_epoch": metrics["test_accuracy_best_epoch"],
@@ -145,7 +157,7 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> int:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--types", nargs="+", default=TYPES)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--budget", choices=tuple(PATCH_SIZE), default="small", help="see above")
+    parser.add_argument("--budget", choices=tuple(BUDGETS), default="small", help="see above")
     parser.add_argument("--epochs", type=int, default=None, help="default: 3 (small budget), 10 (full)")
     parser.add_argument("--finetune_epochs", type=int, default=1)
     parser.add_argument("--train_samples", type=int, default=10000)
@@ -156,7 +168,7 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> int:
     parser.add_argument("--render_only", action="store_true")
     args = parser.parse_args(argv)
     if args.epochs is None:
-        args.epochs = DEFAULT_EPOCHS[args.budget]
+        args.epochs = BUDGETS[args.budget].epochs
 
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.work_dir.mkdir(parents=True, exist_ok=True)
