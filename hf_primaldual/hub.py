@@ -680,6 +680,6 @@ def push_from_trainer(
     except HubPushError as err:
         raise HubPushError(
             f"{err}\nThe trained model is saved in {folder}; publish it once this is fixed with:\n"
-            f"  python scripts/push_to_hub.py {folder} {repo_id}"
+            f"  hf-primaldual-push {folder} {repo_id}"
             + (f" --revision {args.hub_revision}" if args.hub_revision else "")
         ) from err.__cause__

@@ -39,6 +39,7 @@ from hf_primaldual.hub import (
     HubPushError,
     card_for_repo,
     list_push_files,
+    push_from_trainer,
     push_output_folder,
 )
 
@@ -469,6 +470,27 @@ def test_another_users_repo_a_tag_as_revision_and_an_existing_repo(
     with pytest.raises(HubPushError, match="public"):  # a private model is never pushed into a public repo
         push_output_folder(folder, runs.ts_trainer_repo, private=True)
     assert folder_hashes(folder) == hashes
+
+
+def test_failed_final_push_of_a_training_run_keeps_the_folder_and_names_the_command(
+    folder: Path, hub_env: HubEnv, tmp_path: Path
+) -> None:
+    """The training scripts' --push_to_hub ends with `push_from_trainer`: when that push fails, the saved folder is
+    untouched and the error says how to publish it later (the console script, there in any install)."""
+    from transformers import Trainer, TrainingArguments
+
+    hashes = folder_hashes(folder)
+    repo_id = hub_env.hub.new_repo_id("trainer-push-fails")
+    args = TrainingArguments(tmp_path / "trainer", push_to_hub=True, hub_model_id=repo_id, report_to="none")
+    trainer = Trainer(model=AutoModelForSequenceClassification.from_pretrained(folder), args=args)  # creates the repo
+    before = hub_env.hub.commit_ids(repo_id)
+    hub_env.hub.fail_next(r"/commit/main$", status=500, message="storage backend unavailable")
+    with pytest.raises(HubPushError) as error:
+        push_from_trainer(trainer, folder)
+    message = str(error.value)
+    assert "500: storage backend unavailable" in message
+    assert f"saved in {folder}" in message and f"hf-primaldual-push {folder} {repo_id}" in message
+    assert hub_env.hub.commit_ids(repo_id) == before and folder_hashes(folder) == hashes
 
 
 def test_interrupted_upload_then_retry(folder: Path, hub_env: HubEnv, capsys) -> None:
