@@ -497,10 +497,10 @@ def _model_card(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``scripts/convert_attention.py``: exit 0 converted, 1 the Hub could not be reached, 2 the arguments or the
-    source are refused (the message says what to change); nothing is written unless it succeeds."""
+    """``hf-primaldual-convert`` (``scripts/convert_attention.py`` in a checkout): exit 0 converted, 1 the Hub could
+    not be reached, 2 the arguments or the source are refused (the message says what to change); nothing is written
+    unless it succeeds."""
     parser = argparse.ArgumentParser(
-        prog="convert_attention.py",
         description="Write a transformers checkpoint again so that it reloads with a primal-dual attention "
         "(attn_implementation, settings and remote code in the folder; weights copied unchanged).",
     )

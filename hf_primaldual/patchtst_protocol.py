@@ -11,7 +11,6 @@ non-overlapping patches of 8 steps (4 for series shorter than 32 steps), mean po
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -93,53 +92,4 @@ def train_patchtst(
     }
 
 
-__all__ = ["PATCHTST_ATTENTIONS", "main", "patchtst_config", "train_patchtst"]
-
-
-def main(argv: list[str] | None = None) -> int:
-    """PatchTST x {softmax, bn, bn_sh} x sets x seeds; each finished run appended to a JSON-lines file (a run in it is
-    skipped, so the grid resumes), then the table and plot rendered beside the mvts grid's."""
-    import argparse
-    import json
-
-    from .analysis import SHORT_UEA_SETS, render_accuracy_table, render_paired_comparison
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--data_dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "uea")
-    parser.add_argument("--datasets", nargs="+", default=SHORT_UEA_SETS)
-    parser.add_argument("--types", nargs="+", default=list(PATCHTST_ATTENTIONS), choices=list(PATCHTST_ATTENTIONS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--results", type=Path, default=Path("docs/results/patchtst_runs.jsonl"))
-    parser.add_argument("--report_dir", type=Path, default=Path("docs/results"))
-    parser.add_argument("--work_dir", type=Path, default=Path("outputs/reproduce_patchtst"))
-    parser.add_argument("--render_only", action="store_true")
-    args = parser.parse_args(argv)
-
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    runs = [json.loads(line) for line in args.results.read_text().splitlines() if line.strip()] \
-        if args.results.exists() else []
-    done = {(r["dataset"], r["attention_type"], r["seed"], r["epochs"]) for r in runs}
-    todo = [(d, t, s) for s in args.seeds for d in args.datasets for t in args.types if (d, t, s, args.epochs) not in done]
-    if not args.render_only:
-        print(f"{len(runs)} runs in {args.results}; {len(todo)} to go", flush=True)
-        for index, (dataset, attention_type, seed) in enumerate(todo, start=1):
-            print(f"[{index}/{len(todo)}] PatchTST {dataset} {attention_type} seed {seed}", flush=True)
-            record = train_patchtst(dataset, attention_type, seed, args.work_dir / f"{dataset}-{attention_type}-{seed}",
-                                    data_dir=args.data_dir, epochs=args.epochs, device=args.device)
-            with args.results.open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
-            runs.append(record)
-            print(json.dumps({k: v for k, v in record.items() if k != "eval_history"}), flush=True)
-    runs = [r for r in runs if r["epochs"] == args.epochs]
-    title = "UEA, PatchTST (transformers) on the mvts protocol"
-    print(render_accuracy_table(runs, args.report_dir, name="patchtst", datasets=args.datasets, types=args.types,
-                                title=title))
-    print(render_paired_comparison(runs, args.report_dir, name="patchtst", types=args.types,
-                                   datasets=args.datasets, title=title))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+__all__ = ["PATCHTST_ATTENTIONS", "patchtst_config", "train_patchtst"]

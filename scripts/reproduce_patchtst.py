@@ -1,11 +1,14 @@
-#!/usr/bin/env python
-"""transformers' PatchTSTForClassification with softmax, Attention-BN and BN+SH on the UEA protocol (resumable):
+"""transformers' PatchTSTForClassification with softmax, Attention-BN and BN+SH on the UEA protocol (resumable).
 
-    python scripts/reproduce_patchtst.py                      # six short sets x 3 seeds -> docs/results/patchtst_*
-    python scripts/reproduce_patchtst.py --render_only        # the table and plot from the runs so far
+The command lives in `hf_primaldual.cli.reproduce_patchtst`, installed as ``hf-primaldual-reproduce-patchtst``;
+``--help`` lists its options.
 """
 
-from hf_primaldual.patchtst_protocol import main
+import sys
+from pathlib import Path
+
+from hf_primaldual.cli.reproduce_patchtst import main
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # default paths under the repository, wherever the script is run from
+    sys.exit(main(root=Path(__file__).resolve().parents[1]))

@@ -33,6 +33,8 @@ CONSOLE_SCRIPTS = {
     "hf-primaldual-head-redundancy",
     "hf-primaldual-reproduce-uea",
     "hf-primaldual-reproduce-images",
+    "hf-primaldual-reproduce-patchtst",
+    "hf-primaldual-convert",
     "hf-primaldual-benchmark",
 }
 #: What the build must not see: git's and the tools' folders, run outputs, earlier builds.
