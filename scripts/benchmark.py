@@ -4,13 +4,7 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# scripts/evaluate.py shares its name with the `evaluate` library: keep this folder off the import path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-from hf_primaldual.benchmark import main  # noqa: E402
+from hf_primaldual.benchmark import main
 
 if __name__ == "__main__":
     raise SystemExit(main(prog="python scripts/benchmark.py"))

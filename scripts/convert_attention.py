@@ -6,18 +6,14 @@ attention: through the Auto classes with the package, through ``trust_remote_cod
     python scripts/convert_attention.py path/to/bert-checkpoint bn outputs/bert-bn --settings '{"bn_eps": 1e-6}'
     python scripts/convert_attention.py your-org/tiny-llama bn outputs/llama-bn --revision v1 --overwrite
 
-The command lives in `hf_primaldual.conversion.main`; ``--help`` lists its options. Exit status: 0 converted, 1 the
+The command lives in `hf_primaldual.conversion.main`, installed as ``hf-primaldual-convert``; ``--help`` lists its options. Exit status: 0 converted, 1 the
 Hub could not be reached, 2 the arguments or the source are refused (the message says what to change); a refused
 or failed conversion writes nothing.
 """
 
 import sys
-from pathlib import Path
 
-# scripts/evaluate.py shares its name with the `evaluate` library: keep this folder off the import path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-from hf_primaldual.conversion import main  # noqa: E402
+from hf_primaldual.conversion import main
 
 if __name__ == "__main__":
     sys.exit(main())
