@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -29,6 +30,14 @@ PUBLISHED_SOFTMAX_UEA = {
 # The UEA sets the three-seed grid covers: every set whose 100-epoch run takes minutes on one CPU core.
 SHORT_UEA_SETS = ["JapaneseVowels", "NATOPS", "Epilepsy", "ArticularyWordRecognition", "Handwriting",
                   "UWaveGestureLibrary"]
+
+
+def read_runs(path: str | os.PathLike) -> list[dict]:
+    """The records of a JSON-lines results file (one finished run per line); none if it does not exist yet."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

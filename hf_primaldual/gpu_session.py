@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from .analysis import read_runs
+
 REPO = Path(__file__).resolve().parents[1]
 SCP_SETS = ["SelfRegulationSCP1", "SelfRegulationSCP2"]
 TYPES = ["softmax", "linear", "bn", "sh", "bn_sh"]
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         log.close()
         summary[name] = {"command": command[1:], "returncode": code}
     runs_file = args.output_dir / "uea_runs.jsonl"
-    runs = [json.loads(line) for line in runs_file.read_text().splitlines()] if runs_file.exists() else []
+    runs = read_runs(runs_file)
     report = {"wall_s": round(time.time() - started, 1), "jobs": summary, "finished_runs": len(runs)}
     (args.output_dir / "gpu_session.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({"wall_s": report["wall_s"], "finished_runs": len(runs),

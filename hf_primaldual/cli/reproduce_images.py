@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hf_primaldual.analysis import render_accuracy_table
+from hf_primaldual.analysis import read_runs, render_accuracy_table
 
 # Where each dataset lies under --data_root (default ../shared/data/images).
 DATASETS = {"fashion-mnist": "fashion-mnist", "cifar10-jpg": "cifar10-jpg/CIFAR-10-images.zip"}
@@ -172,12 +172,12 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> int:
 
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    runs = [json.loads(line) for line in args.results.read_text().splitlines()] if args.results.exists() else []
+    runs = read_runs(args.results)
     done = {(r["experiment"], budget_of(r), r["dataset"], r["attention_type"], r["seed"]) for r in runs}
     if not args.render_only:
         scratch_runs(args, done)
         conversion_runs(args, done)
-        runs = [json.loads(line) for line in args.results.read_text().splitlines()]
+        runs = read_runs(args.results)
     scratch = [r for r in runs if r["experiment"] == "scratch" and budget_of(r) == args.budget]
     if args.budget == "full":
         print(render_accuracy_table(

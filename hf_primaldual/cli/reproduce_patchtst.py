@@ -18,8 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from hf_primaldual.analysis import SHORT_UEA_SETS, render_accuracy_table, render_paired_comparison
-from hf_primaldual.cli.reproduce_uea import read_runs
+from hf_primaldual.analysis import SHORT_UEA_SETS, read_runs, render_accuracy_table, render_paired_comparison
 from hf_primaldual.patchtst_protocol import PATCHTST_ATTENTIONS, train_patchtst
 
 

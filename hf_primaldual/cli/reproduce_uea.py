@@ -36,6 +36,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from hf_primaldual.analysis import (
     PUBLISHED_SOFTMAX_UEA,
     SHORT_UEA_SETS,
+    read_runs,
     render_accuracy_table,
     render_paired_comparison,
 )
@@ -48,12 +49,6 @@ SH_SCALES = [1, 1, 1, 2, 2, 2, 4, 4]
 
 def run_key(record: dict) -> tuple[str, str, int]:
     return record["dataset"], record["attention_type"], int(record["seed"])
-
-
-def read_runs(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def train_once(dataset: str, attention_type: str, seed: int, args: argparse.Namespace) -> dict:
