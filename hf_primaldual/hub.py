@@ -45,6 +45,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import get_token, validate_repo_id
 
 from .attention import parse_attention_type
+from .attention_interface import PREFIX
 
 try:  # the HTTP client of huggingface_hub 2.x; httpx for older versions
     import httpx2 as _httpx
@@ -184,13 +185,23 @@ def framework_versions() -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------------------ publishing
 
-#: Files that mark a finished output folder (`training.save_hub_ready_folder` writes the metrics file last).
+#: Files that mark a finished output folder (`training.save_hub_ready_folder` writes the metrics file last). A
+#: folder written by `conversion.convert_checkpoint` is finished too (it is renamed into place once complete); its
+#: config.json names a primal-dual attention, which no `save_pretrained` writes (see `_is_conversion`).
 REQUIRED_FILES = ("config.json", "training_metrics.json")
+#: A converted checkpoint's tokenizer, as transformers saves one (exact names: they are published even where a
+#: word in them, such as ``tokens``, would otherwise mark a credential).
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.txt",
+    "vocab.json", "merges.txt", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "chat_template.jinja",
+    "chat_template.json",
+)
 #: The files a model repo of this project needs, besides the code files that ``auto_map`` names (an allow-list:
 #: nothing else in the folder is ever published).
 PUBLISHED_FILES = (
     "README.md", "config.json", "generation_config.json", "preprocessor_config.json", "processor_config.json",
     "training_metrics.json", "model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json",
+    *TOKENIZER_FILES,
 )
 #: Configs whose ``auto_map`` names the code files published with the model.
 CODE_CONFIGS = ("config.json", "preprocessor_config.json", "processor_config.json")
@@ -289,7 +300,17 @@ def _code_files(root: Path) -> set[str]:
 
 
 def _looks_secret(name: str) -> bool:
-    return _matches(name, SECRET_NAMES) or _SECRET_WORDS.search(name) is not None
+    return _matches(name, SECRET_NAMES) or (name not in TOKENIZER_FILES and _SECRET_WORDS.search(name) is not None)
+
+
+def _is_conversion(root: Path) -> bool:
+    """Whether ``root`` was written by `conversion.convert_checkpoint`: its config.json holds
+    ``"attn_implementation": "primaldual_<type>"``, which transformers' `save_pretrained` never writes."""
+    try:
+        config = json.loads((root / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and str(config.get("attn_implementation", "")).startswith(PREFIX)
 
 
 def _leaves_folder(entry: Path, root: Path) -> bool:
@@ -303,20 +324,23 @@ def plan_push(folder: str | os.PathLike) -> PushPlan:
     ``auto_map`` names); everything else (training state, other pickles such as ``*.bin``, TensorBoard event files,
     sub-folders, files named like credentials, ...) is left out.
 
+    ``folder`` is the output folder of a finished training run, or a checkpoint converted by
+    `conversion.convert_checkpoint` (with its tokenizer files, if it has any).
+
     Raises `FolderNotReadyError` when ``folder`` lacks ``config.json`` or ``training_metrics.json`` (a training run
-    that has not finished, or a checkpoint folder), when a file link in it points outside it (its target would be
-    uploaded), or when a ``*.safetensors`` file is not one.
+    that has not finished, or a checkpoint folder) and is not a conversion, when a file link in it points outside
+    it (its target would be uploaded), or when a ``*.safetensors`` file is not one.
     """
     root = Path(folder)
     if not root.is_dir():
         raise FolderNotReadyError(f"{root} is not a folder: give the output_dir of a finished training run.")
     missing = [name for name in REQUIRED_FILES if not (root / name).is_file()]
-    if missing:
+    if missing and not _is_conversion(root):
         hint = (
             " It looks like a Trainer checkpoint: publish the run's output_dir, not one of its checkpoint-N folders."
             if (root / "trainer_state.json").is_file()
             else " Training has not finished (or was interrupted before the final save): finish or resume it "
-            "(--resume_from_checkpoint last) first."
+            "(--resume_from_checkpoint last) first. (A folder written by hf-primaldual-convert is published as it is.)"
         )
         raise FolderNotReadyError(
             f"{root} is not a finished output folder: {' and '.join(missing)} missing.{hint}"

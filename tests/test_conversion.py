@@ -16,6 +16,7 @@ import transformers
 from huggingface_hub import HfApi, ModelCard
 
 from hf_primaldual.conversion import ConversionError, convert_checkpoint
+from hf_primaldual.hub import REPO_ID_PLACEHOLDER
 from hub_fixtures import hub_env, hub_server, load_script, run_client  # noqa: F401  (fixtures are found by name)
 from test_remote_code import WITHOUT_PACKAGE
 
@@ -263,3 +264,39 @@ def test_script(tmp_path: Path, stock: Path, capsys: pytest.CaptureFixture[str])
     with pytest.raises(SystemExit) as exit_info:
         script.main([str(stock)])
     assert exit_info.value.code == 2
+
+
+def test_a_converted_checkpoint_is_published_and_loads_back_from_the_hub(  # noqa: F811
+    hub_env, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """hf-primaldual-push publishes a folder of hf-primaldual-convert as it is: weights, config, code, the card (its
+    repo id filled in) and the source's tokenizer files, and nothing else; from the Hub it runs the attention."""
+    case = make_cases()["bert"]
+    source = tmp_path / "bert-stock"
+    case.model.save_pretrained(source)
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [a + b for a in "abcdefgh" for b in "abcdefg"][:59]
+    transformers.BertTokenizer(vocab={word: index for index, word in enumerate(words)}).save_pretrained(source)
+    # as transformers 4 saved a tokenizer (many Hub checkpoints have it): "tokens" in its name is no credential
+    special = {"cls_token": "[CLS]", "mask_token": "[MASK]", "pad_token": "[PAD]", "sep_token": "[SEP]", "unk_token": "[UNK]"}
+    (source / "special_tokens_map.json").write_text(json.dumps(special))
+    (source / "notes.txt").write_text("not part of the model\n")
+    output = convert_checkpoint(source, "bn", tmp_path / "bert-bn")
+
+    repo_id = hub_env.hub.new_repo_id("bert-bn")
+    assert load_script("push_to_hub").main([str(output), repo_id]) == 0, capsys.readouterr()
+    files = hub_env.hub.files(repo_id)
+    code = {path.name for path in output.glob("*.py")}
+    assert "configuration_primaldual_registration.py" in code
+    tokenizer_files = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}
+    assert set(files) == {".gitattributes", "README.md", "config.json", "model.safetensors", *tokenizer_files, *code}
+    for name in {"config.json", "model.safetensors", *tokenizer_files, *code}:
+        assert files[name] == (output / name).read_bytes(), name
+    card = files["README.md"].decode()
+    assert REPO_ID_PLACEHOLDER not in card and repo_id in card
+
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(repo_id)
+    assert model.config._attn_implementation == "primaldual_bn"
+    batch = transformers.AutoTokenizer.from_pretrained(repo_id)(["ab ac ad", "ba"], padding=True, return_tensors="pt")
+    assert batch["input_ids"][0, 1:4].tolist() == [words.index("ab"), words.index("ac"), words.index("ad")]
+    stock = transformers.BertForSequenceClassification.from_pretrained(source, attn_implementation="primaldual_bn")
+    assert torch.equal(logits(model, dict(batch)), logits(stock, dict(batch)))

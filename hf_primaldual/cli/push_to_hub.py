@@ -1,10 +1,12 @@
 """Publish a finished output folder of the training commands (hf-primaldual-train-timeseries,
-hf-primaldual-train-image, or scripts/train_*.py) to a Hub model repo.
+hf-primaldual-train-image, or scripts/train_*.py), or a checkpoint converted by hf-primaldual-convert, to a Hub
+model repo.
 
-The folder must hold ``config.json`` and ``training_metrics.json`` (written last by the training scripts, so an
-unfinished run is refused). Only the files a model repo needs are published (weights as safetensors, configs, code
-files named by ``auto_map``, card, metrics); the rest (``checkpoint-*`` folders, ``training_args.bin`` and other
-pickles, event files, files named like credentials...) is left out and listed; a link leaving the folder is refused.
+A training folder must hold ``config.json`` and ``training_metrics.json`` (written last by the training scripts, so
+an unfinished run is refused). Only the files a model repo needs are published (weights as safetensors, configs,
+code files named by ``auto_map``, card, metrics, a converted checkpoint's tokenizer files); the rest
+(``checkpoint-*`` folders, ``training_args.bin`` and other pickles, event files, files named like credentials...)
+is left out and listed; a link leaving the folder is refused.
 The repo is created when missing, the commit made on ``--revision`` (a branch, created from main when missing) and
 optionally tagged; the model card's repo id placeholder becomes the repo id and ``--card_tags`` go into its
 metadata. The branch then holds exactly the published files (``--keep_remote_files`` keeps other remote files).
@@ -17,6 +19,7 @@ The endpoint and the token come from the environment, as for every huggingface_h
     hf-primaldual-push outputs/timeseries-JapaneseVowels-bn your-name/jv-bn --private --tag v1
     hf-primaldual-push outputs/image-cifar10-bn_sh your-org/vit-bn-sh --revision dev \
         --commit_message "200 epochs" --card_tags cifar10
+    hf-primaldual-push outputs/vit-base-bn-sh your-name/vit-base-patch16-224-bn-sh   # from hf-primaldual-convert
 
 Exit status: 0 pushed (or dry run), 1 the Hub call failed (the message says why and what to do; running the same
 command again is safe), 2 the folder is not a finished output folder (or holds a link leaving it), or the repo id,
@@ -39,10 +42,11 @@ from hf_primaldual.hub import (
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Publish a finished training output folder to a Hub model repo "
+        description="Publish a finished training output folder (or a converted checkpoint) to a Hub model repo "
         "(endpoint and token from HF_ENDPOINT / HF_TOKEN).",
     )
-    parser.add_argument("folder", help="output_dir of a finished training run (with training_metrics.json)")
+    parser.add_argument("folder", help="output_dir of a finished training run (with training_metrics.json), or of "
+                        "hf-primaldual-convert")
     parser.add_argument("repo_id", help="namespace/name of the model repo (a bare name goes to the token's user)")
     parser.add_argument("--private", action="store_true", help="create the repo private (refused for a public one)")
     parser.add_argument("--revision", default=None, help="branch to commit to (default main; created if missing)")
