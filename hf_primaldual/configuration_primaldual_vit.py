@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from huggingface_hub.dataclasses import strict
+import math
 
+from huggingface_hub.dataclasses import strict
+from transformers.utils import logging
+
+from .attention import default_head_scales, parse_attention_type
 from .configuration_attention import PrimalDualAttentionConfig
+
+logger = logging.get_logger(__name__)
 
 
 @strict
@@ -62,6 +68,24 @@ class PrimalDualViTConfig(PrimalDualAttentionConfig):
             raise ValueError(
                 f"image_size {image} is not a whole number of {patch} patches: choose an image_size that is a "
                 f"multiple of patch_size, e.g. {(image[0] // patch[0] * patch[0], image[1] // patch[1] * patch[1])}."
+            )
+
+    def validate_pooled_keys(self) -> None:
+        """Part of `@strict`-powered validation: warns where Attention-BN+SH would normalise a head's keys by the
+        statistics of two keys (the [CLS] token and a single pooled key), which reduces each key feature to the sign
+        of their difference (``±d / sqrt(d^2 + eps)``): legal, but that head then tells little apart."""
+        spec = parse_attention_type(self.attention_type)
+        if not (spec.batch_norm and spec.scaled_heads):
+            return
+        grid = [size // patch for size, patch in zip(_pair(self.image_size), _pair(self.patch_size))]
+        scales = self.head_scales or default_head_scales(self.num_attention_heads)
+        whole = [scale for scale in sorted(set(scales)) if all(math.ceil(side / scale) == 1 for side in grid)]
+        if whole:
+            logger.warning(
+                f"head_scales {list(scales)} on a {grid[0]} x {grid[1]} patch grid: scale {', '.join(map(str, whole))} "
+                f"pools the whole grid into one key, so {self.attention_type}'s batch norm for those heads has two "
+                "keys (the [CLS] token and that one) and leaves each key feature about +-1. Use scales below "
+                f"{max(grid)} (head_scales=...) or more patches (a smaller patch_size)."
             )
 
 

@@ -158,3 +158,25 @@ def test_attention_type_is_always_written_and_its_absence_warned_about(tmp_path)
         config = PrimalDualTimeSeriesConfig.from_pretrained(tmp_path)
     assert config.attention_type == "softmax"
     assert "does not say its attention_type" in captured.out
+
+
+def test_bn_sh_heads_that_pool_the_whole_grid_into_one_key_are_warned_about():
+    """Batch norm over two keys (the [CLS] token and one pooled key) leaves each key feature at +-d / sqrt(d^2 + eps):
+    the ViT of the image budget (32 px, 8 px patches: a 4 x 4 grid) with SH scales 1, 2, 4."""
+    base = {"image_size": 32, "patch_size": 8, "hidden_size": 96, "num_attention_heads": 3, "attention_type": "bn_sh"}
+    logger = logging.get_logger("hf_primaldual.configuration_primaldual_vit")
+    with CaptureLogger(logger) as captured:
+        PrimalDualViTConfig(**base)
+    assert "4 x 4 patch grid: scale 4 pools the whole grid into one key" in captured.out
+    assert "Use scales below 4" in captured.out
+    for overrides in ({"patch_size": 4}, {"head_scales": [1, 2, 2]}, {"attention_type": "sh"}, {"attention_type": "bn"}):
+        with CaptureLogger(logger) as captured:
+            PrimalDualViTConfig(**{**base, **overrides})
+        assert captured.out == "", overrides
+
+    # the arithmetic behind it: with two keys every normalised key feature is +-1 (up to eps)
+    from hf_primaldual.attention import batch_normalize_queries_keys
+
+    keys = torch.randn(1, 1, 2, 8)
+    _, normalised = batch_normalize_queries_keys(torch.randn(1, 1, 3, 8), keys, eps=1e-12)
+    assert torch.allclose(normalised.abs(), torch.ones_like(normalised), atol=1e-5)
