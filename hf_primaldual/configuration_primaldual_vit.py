@@ -81,7 +81,7 @@ class PrimalDualViTConfig(PrimalDualAttentionConfig):
         scales = self.head_scales or default_head_scales(self.num_attention_heads)
         whole = [scale for scale in sorted(set(scales)) if all(math.ceil(side / scale) == 1 for side in grid)]
         if whole:
-            logger.warning(
+            logger.warning_once(  # a run builds its config several times (arguments, save, reload)
                 f"head_scales {list(scales)} on a {grid[0]} x {grid[1]} patch grid: scale {', '.join(map(str, whole))} "
                 f"pools the whole grid into one key, so {self.attention_type}'s batch norm for those heads has two "
                 "keys (the [CLS] token and that one) and leaves each key feature about +-1. Use scales below "

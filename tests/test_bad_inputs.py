@@ -162,14 +162,15 @@ def test_attention_type_is_always_written_and_its_absence_warned_about(tmp_path)
 
 def test_bn_sh_heads_that_pool_the_whole_grid_into_one_key_are_warned_about():
     """Batch norm over two keys (the [CLS] token and one pooled key) leaves each key feature at +-d / sqrt(d^2 + eps):
-    the ViT of the image budget (32 px, 8 px patches: a 4 x 4 grid) with SH scales 1, 2, 4."""
-    base = {"image_size": 32, "patch_size": 8, "hidden_size": 96, "num_attention_heads": 3, "attention_type": "bn_sh"}
+    as in the image budget's ViT (a 4 x 4 grid with SH scales 1, 2, 4), here on a 3 x 3 grid, which no other test
+    builds (the warning is given once per message)."""
+    base = {"image_size": 48, "patch_size": 16, "hidden_size": 96, "num_attention_heads": 3, "attention_type": "bn_sh"}
     logger = logging.get_logger("hf_primaldual.configuration_primaldual_vit")
     with CaptureLogger(logger) as captured:
         PrimalDualViTConfig(**base)
-    assert "4 x 4 patch grid: scale 4 pools the whole grid into one key" in captured.out
-    assert "Use scales below 4" in captured.out
-    for overrides in ({"patch_size": 4}, {"head_scales": [1, 2, 2]}, {"attention_type": "sh"}, {"attention_type": "bn"}):
+    assert "3 x 3 patch grid: scale 4 pools the whole grid into one key" in captured.out
+    assert "Use scales below 3" in captured.out
+    for overrides in ({"patch_size": 8}, {"head_scales": [1, 2, 2]}, {"attention_type": "sh"}, {"attention_type": "bn"}):
         with CaptureLogger(logger) as captured:
             PrimalDualViTConfig(**{**base, **overrides})
         assert captured.out == "", overrides
