@@ -11,8 +11,10 @@ import torch
 from torch import nn
 from transformers.conversion_mapping import (
     get_checkpoint_conversion_mapping,
+    get_model_conversion_mapping,
     register_checkpoint_conversion_mapping,
 )
+from transformers.core_model_loading import WeightRenaming, apply_renamings
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
 from transformers.models.vit.modeling_vit import (
     ViTEmbeddings,
@@ -53,6 +55,22 @@ class PrimalDualViTPreTrainedModel(ViTPreTrainedModel):
         "hidden_states": PrimalDualViTLayer,
         "attentions": PrimalDualSelfAttention,
     }
+
+    def __init__(self, config: PrimalDualViTConfig, *inputs, **kwargs) -> None:
+        super().__init__(config, *inputs, **kwargs)
+        self.register_load_state_dict_pre_hook(_rename_legacy_checkpoint_keys)
+
+
+def _rename_legacy_checkpoint_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """`load_state_dict` of a saved file: its legacy ViT names (``encoder.layer.N.attention.attention.query``) renamed
+    to the modules' as `from_pretrained` renames them. transformers' Trainer loads checkpoints this way (on resume
+    and for ``load_best_model_at_end``); without the renaming nothing of the encoder would load, silently
+    (``strict=False``), and the model would go on from random attention and MLP weights."""
+    renamings = [transform for transform in get_model_conversion_mapping(module) if isinstance(transform, WeightRenaming)]
+    for key in [key for key in state_dict if key.startswith(prefix)]:
+        renamed = prefix + apply_renamings(key[len(prefix):], renamings)
+        if renamed != key:
+            state_dict[renamed] = state_dict.pop(key)
 
 
 class PrimalDualViTModel(PrimalDualViTPreTrainedModel):

@@ -11,13 +11,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoFeatureExtractor, AutoModelForSequenceClassification, pipeline
+from transformers import (
+    AutoFeatureExtractor,
+    AutoModelForImageClassification,
+    AutoModelForSequenceClassification,
+    pipeline,
+)
 
 import hf_primaldual  # noqa: F401  (registers the Auto classes)
 from hf_primaldual.data.images import load_fashion_mnist
 
 REPO = Path(__file__).resolve().parents[1]
 FASHION_SAMPLE = REPO / "tests" / "fixtures" / "fashion-mnist-sample"
+FASHION_MNIST = REPO.parent / "shared" / "data" / "images" / "fashion-mnist"  # the real set (a stratified split needs it)
 SMALL_TIMESERIES = ["--hidden_size", "32", "--num_hidden_layers", "2", "--num_attention_heads", "4",
                     "--intermediate_size", "64"]
 SMALL_VIT = ["--hidden_size", "24", "--num_hidden_layers", "2", "--num_attention_heads", "3",
@@ -81,6 +87,24 @@ def test_resume_without_a_checkpoint_is_an_error(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert result.returncode != 0 and "no checkpoint-N folder" in result.stderr
     assert not (tmp_path / "new" / "training_metrics.json").exists()
+
+
+@pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="shared data folder beside the repository not present")
+def test_image_script_with_a_validation_split_ends_with_the_best_epochs_weights(tmp_path):
+    """load_best_model_at_end (and resume) load a checkpoint file with plain load_state_dict, whose legacy ViT names
+    transformers' from_pretrained would rename: the final model must be the best checkpoint's, weight for weight."""
+    output = tmp_path / "fmnist-bn"
+    summary = run_script(
+        "train_image.py", "--dataset", str(FASHION_MNIST), "--max_train_samples", "200", "--max_eval_samples", "100",
+        "--output_dir", str(output), "--num_train_epochs", "2", "--validation_fraction", "0.25", "--attention_type", "bn",
+        *SMALL_VIT,
+    )
+    last = max(output.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
+    best = Path(json.loads((last / "trainer_state.json").read_text())["best_model_checkpoint"])
+    final = AutoModelForImageClassification.from_pretrained(output).state_dict()
+    kept = AutoModelForImageClassification.from_pretrained(best).state_dict()
+    assert final.keys() == kept.keys() and all(torch.equal(final[name], kept[name]) for name in final)
+    assert summary["validation_accuracy_best"] > 0
 
 
 def test_image_script_output_works_with_the_pipeline(tmp_path):
