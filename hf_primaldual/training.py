@@ -241,6 +241,9 @@ def selection_arguments(args: TrainingArguments, validation: datasets.Dataset | 
     """Select the best epoch on the validation split when there is one; otherwise keep the final epoch."""
     args.load_best_model_at_end = validation is not None
     args.metric_for_best_model = "accuracy" if validation is not None else None
+    # TrainingArguments derives greater_is_better from metric_for_best_model only at construction; left None here,
+    # the Trainer would keep the epoch of the *lowest* accuracy
+    args.greater_is_better = True if validation is not None else None
 
 
 def publish_run(trainer: Trainer, metrics: dict[str, Any], model_card: str, processor) -> None:

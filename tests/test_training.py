@@ -95,12 +95,17 @@ def test_image_script_with_a_validation_split_ends_with_the_best_epochs_weights(
     transformers' from_pretrained would rename: the final model must be the best checkpoint's, weight for weight."""
     output = tmp_path / "fmnist-bn"
     summary = run_script(
-        "train_image.py", "--dataset", str(FASHION_MNIST), "--max_train_samples", "200", "--max_eval_samples", "100",
-        "--output_dir", str(output), "--num_train_epochs", "2", "--validation_fraction", "0.25", "--attention_type", "bn",
+        "train_image.py", "--dataset", str(FASHION_MNIST), "--max_train_samples", "400", "--max_eval_samples", "100",
+        "--output_dir", str(output), "--num_train_epochs", "3", "--validation_fraction", "0.25", "--attention_type", "bn",
         *SMALL_VIT,
     )
     last = max(output.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
-    best = Path(json.loads((last / "trainer_state.json").read_text())["best_model_checkpoint"])
+    state = json.loads((last / "trainer_state.json").read_text())
+    best = Path(state["best_model_checkpoint"])
+    # the best checkpoint is the epoch of the highest validation accuracy (not the lowest)
+    accuracies = {entry["step"]: entry["eval_accuracy"] for entry in state["log_history"] if "eval_accuracy" in entry}
+    assert len(set(accuracies.values())) > 1, "both epochs scored the same: the test cannot tell best from worst"
+    assert accuracies[int(best.name.split("-")[1])] == max(accuracies.values()) == state["best_metric"]
     final = AutoModelForImageClassification.from_pretrained(output).state_dict()
     kept = AutoModelForImageClassification.from_pretrained(best).state_dict()
     assert final.keys() == kept.keys() and all(torch.equal(final[name], kept[name]) for name in final)
