@@ -1,10 +1,9 @@
 #!/usr/bin/env python
-"""Speed and memory of the primal-dual attention family: ``python -m hf_primaldual.benchmark`` (its doc and
-``--help`` say what it measures and how)."""
+"""Speed and memory of the primal-dual attention family: `experiments.benchmark` (``--help`` lists its options)."""
 
-from __future__ import annotations
+import sys
 
-from hf_primaldual.benchmark import main
+from experiments.benchmark import main
 
 if __name__ == "__main__":
-    raise SystemExit(main(prog="python scripts/benchmark.py"))
+    sys.exit(main())

@@ -1,7 +1,9 @@
 #!/usr/bin/env python
-"""The prepared GPU session (SCP grid + GPU benchmark in ~10 minutes); see hf_primaldual/gpu_session.py."""
+"""The GPU session: the SCP grid cells, the CUDA benchmark and peak memory on a lent GPU: `experiments.gpu_session` (``--help`` lists its options)."""
 
-from hf_primaldual.gpu_session import main
+import sys
+
+from experiments.gpu_session import main
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

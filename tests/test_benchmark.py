@@ -1,4 +1,4 @@
-"""The benchmark (hf_primaldual.benchmark, and scripts/benchmark.py over it) in its smoke version: every section's
+"""The benchmark (experiments.benchmark, and scripts/benchmark.py over it) in its smoke version: every section's
 code path on tiny sizes, on the CPU (no timing asserts). The CUDA path is the same code with another device."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hf_primaldual import benchmark
+from experiments import benchmark
 from hf_primaldual.attention import ATTENTION_TYPES
 from hf_primaldual.attention_interface import REGISTERED_ATTENTIONS
 
@@ -19,9 +19,9 @@ REPO = Path(__file__).resolve().parents[1]
 ALL_TYPES = list(ATTENTION_TYPES)
 
 
-def run_command(*args: str, module: bool = False) -> subprocess.CompletedProcess:
-    entry = ["-m", "hf_primaldual.benchmark"] if module else [str(REPO / "scripts" / "benchmark.py")]
-    return subprocess.run([sys.executable, *entry, *args], capture_output=True, text=True, timeout=600, cwd=REPO)
+def run_command(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark.py"), *args], capture_output=True,
+                          text=True, timeout=600, cwd=REPO)
 
 
 @pytest.fixture(scope="module")
@@ -83,13 +83,6 @@ def test_smoke_run_times_stock_models_under_every_registered_attention(smoke_run
         assert next(row for row in rows if row["attn_implementation"] == "sdpa")["vs_sdpa"] == 1.0
     names = {target["name"] for target in results["targets"]}
     assert any("stock BertForSequenceClassification" in name and "primaldual_bn /" in name for name in names)
-
-
-def test_the_module_runs_as_python_dash_m(tmp_path):
-    result = run_command("--smoke", "--sections", "stock", "--attention_types", "bn", "--output_dir",
-                         str(tmp_path), module=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "python -m hf_primaldual.benchmark --smoke" in (tmp_path / "results.md").read_text()
 
 
 @pytest.mark.parametrize("clock, threads, message", [("wall", 1, "--threads"), ("cpu", None, "--clock cpu")])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from hf_primaldual.gpu_session import main
+from experiments.gpu_session import main
 
 
 def test_gpu_session_smoke_runs_the_grid_and_the_benchmark(tmp_path):

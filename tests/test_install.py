@@ -30,12 +30,7 @@ CONSOLE_SCRIPTS = {
     "hf-primaldual-train-image",
     "hf-primaldual-evaluate",
     "hf-primaldual-push",
-    "hf-primaldual-head-redundancy",
-    "hf-primaldual-reproduce-uea",
-    "hf-primaldual-reproduce-images",
-    "hf-primaldual-reproduce-patchtst",
     "hf-primaldual-convert",
-    "hf-primaldual-benchmark",
 }
 #: What the build must not see: git's and the tools' folders, run outputs, earlier builds.
 NOT_COPIED = shutil.ignore_patterns(

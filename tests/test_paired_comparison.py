@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from hf_primaldual.analysis import paired_comparison, render_paired_comparison
+from experiments.analysis import paired_comparison, render_paired_comparison
 
 
 def run(dataset, attention_type, seed, final, best=None):

@@ -8,7 +8,7 @@ from unittest import mock
 
 from hf_primaldual import attention_interface
 from hf_primaldual.data import SHIPPED_UEA_DIR
-from hf_primaldual.cli.reproduce_patchtst import main
+from experiments.reproduce_patchtst import main
 
 
 def test_patchtst_grid_runs_each_attention_records_and_resumes(tmp_path):
@@ -25,6 +25,6 @@ def test_patchtst_grid_runs_each_attention_records_and_resumes(tmp_path):
                                                                            ("bn_sh", 1, "PatchTST")]
     assert all(0 <= r["test_accuracy_final"] <= r["test_accuracy_best_epoch"] <= 1 for r in runs)
     assert (tmp_path / "patchtst_table.md").read_text().count("JapaneseVowels") == 2
-    with mock.patch("hf_primaldual.cli.reproduce_patchtst.train_patchtst") as train:
+    with mock.patch("experiments.reproduce_patchtst.train_patchtst") as train:
         assert main(arguments) == 0
     train.assert_not_called()  # both runs are in the results file

@@ -16,7 +16,7 @@ from hf_primaldual import (
     PrimalDualTimeSeriesFeatureExtractor,
     PrimalDualTimeSeriesForClassification,
 )
-from hf_primaldual.analysis import pairwise_head_distance
+from experiments.analysis import pairwise_head_distance
 from hf_primaldual.data.uea import load_uea
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,7 +133,7 @@ def test_head_redundancy_script(tmp_path):
 
 
 def test_accuracy_table_gives_mean_and_std_over_seeds(tmp_path):
-    from hf_primaldual.analysis import render_accuracy_table
+    from experiments.analysis import render_accuracy_table
 
     runs = [{"dataset": "A", "attention_type": t, "test_accuracy_final": final, "test_accuracy_best_epoch": best}
             for t, final, best in [("softmax", 0.80, 0.90), ("softmax", 0.84, 0.92), ("bn", 0.86, 0.88)]]

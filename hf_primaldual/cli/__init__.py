@@ -10,11 +10,6 @@ console script                       module                                  che
 ``hf-primaldual-train-image``        `hf_primaldual.cli.train_image`         ``scripts/train_image.py``
 ``hf-primaldual-evaluate``           `hf_primaldual.cli.evaluate_checkpoint` ``scripts/evaluate_checkpoint.py``
 ``hf-primaldual-push``               `hf_primaldual.cli.push_to_hub`         ``scripts/push_to_hub.py``
-``hf-primaldual-head-redundancy``    `hf_primaldual.cli.head_redundancy`     ``scripts/head_redundancy.py``
-``hf-primaldual-reproduce-uea``      `hf_primaldual.cli.reproduce_uea`       ``scripts/reproduce_uea.py``
-``hf-primaldual-reproduce-images``   `hf_primaldual.cli.reproduce_images`    ``scripts/reproduce_images.py``
-``hf-primaldual-reproduce-patchtst`` `hf_primaldual.cli.reproduce_patchtst`  ``scripts/reproduce_patchtst.py``
-``hf-primaldual-benchmark``          `hf_primaldual.benchmark`               ``scripts/benchmark.py``
 ``hf-primaldual-convert``            `hf_primaldual.conversion`              ``scripts/convert_attention.py``
 ==================================== ======================================= ==================================
 """

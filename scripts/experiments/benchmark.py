@@ -1,9 +1,9 @@
 """Speed and memory of the primal-dual attention family on the machine it runs on, side by side in one process.
 
-    python -m hf_primaldual.benchmark                  # everything; writes docs/benchmark/ (tables, JSON, plots)
-    python -m hf_primaldual.benchmark --smoke          # a seconds-long version (tiny sizes, 1 repetition) for CI
-    python -m hf_primaldual.benchmark --sections vit stock --threads 1 --clock cpu --output_dir /tmp/bench
-    python -m hf_primaldual.benchmark --device cuda --dtype bfloat16 --sections vit attention stock
+    python scripts/benchmark.py                  # everything; writes docs/benchmark/ (tables, JSON, plots)
+    python scripts/benchmark.py --smoke          # a seconds-long version (tiny sizes, 1 repetition) for CI
+    python scripts/benchmark.py --sections vit stock --threads 1 --clock cpu --output_dir /tmp/bench
+    python scripts/benchmark.py --device cuda --dtype bfloat16 --sections vit attention stock
 
 (``scripts/benchmark.py`` is the same command.) Sections (each also a function of this module that returns its
 rows):
@@ -87,14 +87,16 @@ from pathlib import Path
 import torch
 import torch._dynamo
 
-from .attention import ATTENTION_TYPES, AttentionOptions, TokenLayout, parse_attention_type
-from .attention_interface import PREFIX
-from .attention_kernels import fused_cpu_dropout
-from .configuration_primaldual_timeseries import PrimalDualTimeSeriesConfig
-from .configuration_primaldual_vit import PrimalDualViTConfig
-from .modeling_attention import primal_dual_attention
-from .modeling_primaldual_timeseries import PrimalDualTimeSeriesForClassification
-from .modeling_primaldual_vit import PrimalDualViTForImageClassification
+from hf_primaldual.attention import ATTENTION_TYPES, AttentionOptions, TokenLayout, parse_attention_type
+from hf_primaldual.attention_interface import PREFIX
+from hf_primaldual.attention_kernels import fused_cpu_dropout
+from hf_primaldual.configuration_primaldual_timeseries import PrimalDualTimeSeriesConfig
+from hf_primaldual.configuration_primaldual_vit import PrimalDualViTConfig
+from hf_primaldual.modeling_attention import primal_dual_attention
+from hf_primaldual.modeling_primaldual_timeseries import PrimalDualTimeSeriesForClassification
+from hf_primaldual.modeling_primaldual_vit import PrimalDualViTForImageClassification
+
+from . import REPO
 
 ALL_TYPES = tuple(ATTENTION_TYPES)
 VIT_REFERENCE = "transformers ViT (sdpa)"
@@ -103,9 +105,8 @@ VIT_HEAD_SCALES = (1, 2, 4)
 SERIES_HEAD_SCALES = (1, 1, 2, 2, 4, 4, 8, 8)
 DEVICES = ("cpu", "cuda")
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-_CHECKOUT = Path(__file__).resolve().parents[1]
-# In a checkout the figures go where docs/PERFORMANCE.md links them; an installed package writes beside the caller.
-DEFAULT_OUTPUT = _CHECKOUT / "docs" / "benchmark" if (_CHECKOUT / "pyproject.toml").is_file() else Path("benchmark")
+# The figures go where docs/PERFORMANCE.md links them.
+DEFAULT_OUTPUT = REPO / "docs" / "benchmark"
 
 
 @dataclass(frozen=True)
@@ -1242,7 +1243,7 @@ def run(
     clock: str = "wall",
     threads: int | None = None,
     settings: Settings | None = None,
-    command: str = "python -m hf_primaldual.benchmark",
+    command: str = "python scripts/benchmark.py",
     log: Callable[[str], None] = print,
 ) -> dict:
     """Run the chosen sections, write ``results.md``, ``results.json`` and the plots into ``output_dir``, and
@@ -1289,7 +1290,7 @@ def print_targets(results: dict) -> None:
         print(f"  {target['name']}: {_fmt(target['measured'], 3)} (target {target['required']}) -- {status}")
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m hf_primaldual.benchmark") -> int:
+def main(argv: list[str] | None = None, prog: str = "python scripts/benchmark.py") -> int:
     """The command line (module doc); ``prog`` names the command in the help and in the report."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawTextHelpFormatter)

@@ -1,13 +1,13 @@
 """Everything this project wants from a few minutes of a lent GPU, as one prepared command.
 
-    python -m hf_primaldual.gpu_session --output_dir "$OUT"            # on the GPU machine (at most ~10 minutes)
-    python -m hf_primaldual.gpu_session --smoke --output_dir /tmp/gpu  # the same code on a CPU, tiny, in seconds
+    python scripts/gpu_session.py --output_dir "$OUT"            # on the GPU machine (at most ~10 minutes)
+    python scripts/gpu_session.py --smoke --output_dir /tmp/gpu  # the same code on a CPU, tiny, in seconds
 
 1. The SelfRegulationSCP1/SCP2 grid of the UEA protocol (`scripts/reproduce_uea.py`: 100 epochs, every type, the
    given seeds), several runs side by side on the one GPU (one process per set x type), float32 as the CPU cells,
    each run appended to ``<output_dir>/uea_runs.jsonl`` (merge its lines into docs/results/uea_runs.jsonl, then
    ``python scripts/reproduce_uea.py --render_only``).
-2. The GPU benchmark (`hf_primaldual.benchmark --device cuda`): the ViT train step at DeiT-tiny 224 px against
+2. The GPU benchmark (`experiments.benchmark --device cuda`): the ViT train step at DeiT-tiny 224 px against
    transformers' ViT, the attention sweep to N = 16384, the stock-model section, CUDA peak memory, into
    ``<output_dir>/benchmark`` (copy to docs/benchmark/gpu for docs/PERFORMANCE.md).
 
@@ -25,9 +25,9 @@ import sys
 import time
 from pathlib import Path
 
+from . import REPO
 from .analysis import read_runs
 
-REPO = Path(__file__).resolve().parents[1]
 SCP_SETS = ["SelfRegulationSCP1", "SelfRegulationSCP2"]
 TYPES = ["softmax", "linear", "bn", "sh", "bn_sh"]
 
@@ -47,7 +47,7 @@ def grid_commands(args: argparse.Namespace) -> list[list[str]]:
 
 
 def benchmark_command(args: argparse.Namespace) -> list[str]:
-    command = [sys.executable, "-m", "hf_primaldual.benchmark", "--output_dir", str(args.output_dir / "benchmark")]
+    command = [sys.executable, str(REPO / "scripts" / "benchmark.py"), "--output_dir", str(args.output_dir / "benchmark")]
     if args.smoke:
         return [*command, "--smoke", "--sections", "attention"]
     return [*command, "--device", "cuda", "--sections", "vit", "stock", "attention", "--max_length", "16384"]

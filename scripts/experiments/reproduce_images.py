@@ -20,8 +20,6 @@ Runs are appended to a JSON-lines file and skipped when already there, so the sc
     nohup python scripts/reproduce_images.py --budget full --datasets fashion-mnist --seeds 0 > full.log 2>&1 &
     python scripts/reproduce_images.py --render_only
 
-Installed, the command is ``hf-primaldual-reproduce-images``; its default paths are then under the working directory
-(``../shared/data/images``, ``docs/results/``, ``outputs/reproduce_images/``) instead of under the repository.
 """
 
 from __future__ import annotations
@@ -36,7 +34,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hf_primaldual.analysis import read_runs, render_accuracy_table
+from . import REPO
+from .analysis import read_runs, render_accuracy_table
 
 # Where each dataset lies under --data_root (default ../shared/data/images).
 DATASETS = {"fashion-mnist": "fashion-mnist", "cifar10-jpg": "cifar10-jpg/CIFAR-10-images.zip"}
@@ -151,7 +150,7 @@ def conversion_runs(args: argparse.Namespace, done: set) -> None:
 def main(argv: list[str] | None = None, root: Path | None = None) -> int:
     """Run what is missing, then render; 0. ``root``: where the default paths lie (default: the working directory;
     scripts/reproduce_images.py passes the repository)."""
-    root = Path.cwd() if root is None else root
+    root = REPO if root is None else root
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_root", type=Path, default=root.parent / "shared" / "data" / "images")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))

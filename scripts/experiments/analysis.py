@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-# Softmax-transformer test accuracy (%) on the mvts-transformer protocol, as published (Flowformer's table; SPEC.md).
+# Softmax-transformer test accuracy (%) on the mvts-transformer protocol, as published (Flowformer's table, as the paper cites it).
 PUBLISHED_SOFTMAX_UEA = {
     "EthanolConcentration": 32.7,
     "FaceDetection": 67.3,

@@ -2,7 +2,7 @@
 belongs to the paper's benchmark, plus NATOPS, Epilepsy and ArticularyWordRecognition, for several attention
 types and seeds, then render the accuracy table and plot.
 
-Protocol (SPEC.md): the time-series training command (`hf_primaldual.cli.train_timeseries`) with its defaults —
+Protocol (the paper's: mvts-transformer, Zerveas et al. 2021): the time-series training command (`hf_primaldual.cli.train_timeseries`) with its defaults —
 d_model 64, 8 heads, 3 layers, feed-forward 256, dropout 0.1, batch norm, flattened output; RAdam, lr 1e-3,
 batch 16, 100 epochs; the test split evaluated after every epoch; both the final-epoch and the best-epoch test
 accuracy recorded. Nothing is tuned: every hyperparameter is the protocol's default, fixed before any run, and the
@@ -15,9 +15,6 @@ sessions):
 
     nohup python scripts/reproduce_uea.py > uea.log 2>&1 &
     python scripts/reproduce_uea.py --render_only          # the table and plot from the runs so far
-
-Installed, the command is ``hf-primaldual-reproduce-uea``; its default paths are then under the working directory
-(``../shared/data/uea``, ``docs/results/``, ``outputs/reproduce_uea/``) instead of under the repository.
 """
 
 from __future__ import annotations
@@ -33,7 +30,8 @@ from pathlib import Path
 
 from transformers.trainer_utils import get_last_checkpoint
 
-from hf_primaldual.analysis import (
+from . import REPO
+from .analysis import (
     PUBLISHED_SOFTMAX_UEA,
     SHORT_UEA_SETS,
     read_runs,
@@ -82,7 +80,7 @@ def train_once(dataset: str, attention_type: str, seed: int, args: argparse.Name
 def main(argv: list[str] | None = None, root: Path | None = None) -> int:
     """Run what is missing, then render; 0. ``root``: where the default paths lie (default: the working directory;
     scripts/reproduce_uea.py passes the repository)."""
-    root = Path.cwd() if root is None else root
+    root = REPO if root is None else root
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", type=Path, default=root.parent / "shared" / "data" / "uea")
     parser.add_argument("--datasets", nargs="+", default=PAPER_SETS + EXTRA_SETS)

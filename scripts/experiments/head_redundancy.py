@@ -1,14 +1,14 @@
-"""Head redundancy of trained checkpoints (SPEC.md, "What the paper measured"): per layer, how far apart the
+"""Head redundancy of trained checkpoints (the paper's head-redundancy measure): per layer, how far apart the
 attention of the heads is, averaged over pairs of heads and over test inputs.
 
-The measure (`hf_primaldual.analysis.pairwise_head_distance`): for heads h != h' of a layer, the mean over real
+The measure (`experiments.analysis.pairwise_head_distance`): for heads h != h' of a layer, the mean over real
 query positions i of the Euclidean distance between their attention distributions over the keys,
 ||A_h[i, :] - A_h'[i, :]||_2, averaged over all pairs of heads and then over inputs (0: identical heads, at most
 sqrt(2)). Attention-SH heads attend to pooled keys; their probabilities are brought to the original keys by
 spreading each pooled slot's weight evenly over its real members, which for mean pooling is exactly the map that
 reproduces the head's output, so heads of every scale compare on the same N x N maps.
 
-    hf-primaldual-head-redundancy outputs/ts-softmax outputs/ts-bn outputs/ts-bn_sh --dataset JapaneseVowels
+    python scripts/head_redundancy.py outputs/ts-softmax outputs/ts-bn outputs/ts-bn_sh --dataset JapaneseVowels
     python scripts/head_redundancy.py outputs/img-* --dataset ../shared/data/images/fashion-mnist --max_examples 500
 
 Writes `head_redundancy.json`, `head_redundancy.png` (one line per checkpoint) and, per checkpoint,
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from hf_primaldual.analysis import eager_attention, head_redundancy, plot_attention_maps, plot_head_redundancy
+from .analysis import eager_attention, head_redundancy, plot_attention_maps, plot_head_redundancy
 from hf_primaldual.evaluation import load_checkpoint_data
 
 

@@ -16,13 +16,13 @@ from typing import Any
 import torch
 from transformers import PatchTSTConfig, PatchTSTForClassification, Trainer, TrainingArguments, set_seed
 
-from .attention_interface import register_primal_dual_attentions
-from .data.uea import load_uea
-from .feature_extraction_primaldual_timeseries import (
+from hf_primaldual.attention_interface import register_primal_dual_attentions
+from hf_primaldual.data.uea import load_uea
+from hf_primaldual.feature_extraction_primaldual_timeseries import (
     DataCollatorForTimeSeriesClassification,
     PrimalDualTimeSeriesFeatureExtractor,
 )
-from .training import accuracy_metric
+from hf_primaldual.training import accuracy_metric
 
 #: attention_type of the results table -> attn_implementation of PatchTST
 PATCHTST_ATTENTIONS = {"softmax": "sdpa", "bn": "primaldual_bn", "bn_sh": "primaldual_bn_sh"}

@@ -1,5 +1,5 @@
 """Does Attention-BN help another architecture? transformers' own `PatchTSTForClassification` with softmax,
-Attention-BN and BN+SH on this package's UEA protocol (`hf_primaldual.patchtst_protocol` says how), on the six
+Attention-BN and BN+SH on this package's UEA protocol (`experiments.patchtst_protocol` says how), on the six
 short sets x 3 seeds, then the table and paired comparison rendered beside the mvts grid's.
 
 Each finished run is appended to a JSON-lines results file and skipped when already there, so the grid resumes:
@@ -7,9 +7,6 @@ Each finished run is appended to a JSON-lines results file and skipped when alre
     nohup python scripts/reproduce_patchtst.py > patchtst.log 2>&1 &
     python scripts/reproduce_patchtst.py --render_only        # the table and plot from the runs so far
 
-Installed, the command is ``hf-primaldual-reproduce-patchtst``; its default paths are then under the working
-directory (``../shared/data/uea``, ``docs/results/``, ``outputs/reproduce_patchtst/``) instead of under the
-repository.
 """
 
 from __future__ import annotations
@@ -18,14 +15,15 @@ import argparse
 import json
 from pathlib import Path
 
-from hf_primaldual.analysis import SHORT_UEA_SETS, read_runs, render_accuracy_table, render_paired_comparison
-from hf_primaldual.patchtst_protocol import PATCHTST_ATTENTIONS, train_patchtst
+from . import REPO
+from .analysis import SHORT_UEA_SETS, read_runs, render_accuracy_table, render_paired_comparison
+from .patchtst_protocol import PATCHTST_ATTENTIONS, train_patchtst
 
 
 def main(argv: list[str] | None = None, root: Path | None = None) -> int:
     """Run what is missing, then render; 0. ``root``: where the default paths lie (default: the working directory;
     scripts/reproduce_patchtst.py passes the repository)."""
-    root = Path.cwd() if root is None else root
+    root = REPO if root is None else root
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", type=Path, default=root.parent / "shared" / "data" / "uea")
     parser.add_argument("--datasets", nargs="+", default=SHORT_UEA_SETS)
