@@ -8,7 +8,6 @@ fail at once when they do not exist.
 
 from __future__ import annotations
 
-import difflib
 import gzip
 import io
 import os
@@ -22,10 +21,10 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
-from huggingface_hub.errors import HFValidationError
-from huggingface_hub.utils import validate_repo_id
 from PIL import Image, ImageOps
 from transformers.image_processing_utils import BaseImageProcessor
+
+from .locations import looks_local, no_such_path
 
 
 FASHION_MNIST_CLASSES = (
@@ -191,8 +190,8 @@ def load_image_dataset(name_or_path: str | os.PathLike, **kwargs: Any) -> datase
             if not _has_image_layout(path):
                 raise FileNotFoundError(_neither_idx_nor_images(path))
         return load_image_folder(path)
-    if _looks_local(name_or_path):
-        raise FileNotFoundError(_no_such_path(name_or_path, path))
+    if looks_local(name_or_path):
+        raise FileNotFoundError(no_such_path(name_or_path, path))
     return standardise_image_columns(datasets.load_dataset(str(name_or_path), **kwargs))
 
 
@@ -324,34 +323,6 @@ def _neither_idx_nor_images(folder: Path) -> str:
         f"{folder} holds neither Fashion-MNIST IDX files (looked for {', '.join(_idx_names('train', 'images'))}) "
         "nor images laid out <split>/<class name>/<image file> (e.g. train/cat/0001.jpg); it holds "
         f"{shown}. Rename the IDX files to one of those names, or lay the images out by split and class."
-    )
-
-
-def _looks_local(name_or_path: str | os.PathLike) -> bool:
-    """Whether a name can only mean a local path: a Hub dataset id is `name` or `owner/name`."""
-    if isinstance(name_or_path, os.PathLike):
-        return True
-    text = str(name_or_path)
-    if text.startswith((".", "~", "/")) or "\\" in text:
-        return True
-    try:
-        validate_repo_id(text)
-    except HFValidationError:
-        return True
-    parent = Path(text).parent
-    return parent != Path(".") and parent.is_dir()
-
-
-def _no_such_path(name_or_path: str | os.PathLike, path: Path) -> str:
-    # The nearest folder that exists, and its entries closest to the missing name, point at the typo.
-    absolute = Path(os.path.abspath(path))  # abspath, unlike Path.absolute, folds `..` away
-    existing = next((folder for folder in absolute.parents if folder.is_dir()), None)
-    missing = absolute.relative_to(existing).parts[0] if existing else path.name
-    close = difflib.get_close_matches(missing, [entry.name for entry in existing.iterdir()] if existing else [], n=3)
-    hint = f" (did you mean {', '.join(str(existing / name) for name in close)}?)" if close else ""
-    return (
-        f"{name_or_path}: no such file or directory. It can only be a local path, so it was not looked up on the "
-        f"Hub. Check the path{hint}; a Hub dataset is named `name` or `owner/name`."
     )
 
 

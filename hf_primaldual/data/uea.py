@@ -36,6 +36,8 @@ from typing import TextIO
 import datasets
 import numpy as np
 
+from .schema import series_dataset, series_features
+
 
 logger = logging.getLogger(__name__)
 
@@ -263,13 +265,7 @@ def load_uea(
     # The headers may list the same classes in another order: express test labels in the training order.
     test_labels = [train.class_names.index(test.class_names[label]) for label in test.labels]
 
-    features = datasets.Features(
-        {
-            "past_values": datasets.Array2D(shape=(None, train.num_channels), dtype="float32"),
-            "length": datasets.Value("int32"),
-            "label": datasets.ClassLabel(names=train.class_names),
-        }
-    )
+    features = series_features(train.num_channels, train.class_names)
     info = datasets.DatasetInfo(
         dataset_name=train.problem_name,
         description=(
@@ -282,16 +278,9 @@ def load_uea(
         features=features,
     )
 
-    def to_dataset(split: TsSplit, labels: list[int], split_name: str) -> datasets.Dataset:
-        columns = {
-            "past_values": split.series,
-            "length": [len(values) for values in split.series],
-            "label": labels,
-        }
-        return datasets.Dataset.from_dict(columns, features=features, info=info.copy(), split=split_name)
-
     return datasets.DatasetDict(
-        train=to_dataset(train, train.labels, "train"), test=to_dataset(test, test_labels, "test")
+        train=series_dataset(train.series, train.labels, features, info, "train"),
+        test=series_dataset(test.series, test_labels, features, info, "test"),
     )
 
 
