@@ -1,4 +1,4 @@
-"""Sharing on the Hub end to end, with the real clients against the test Hub server (tests/hub_server.py) and olah.
+"""Sharing on the Hub end to end, with the real clients against the test Hub server (helpers/hub_server.py) and olah.
 
 * The training scripts push with the Trainer's own flags (``--push_to_hub --hub_model_id``): the repo ends up holding
   exactly the hub-ready folder with our model card (not the Trainer's), the placeholder repo id replaced.
@@ -31,8 +31,10 @@ import torch
 from huggingface_hub import HfApi, ModelCard
 from safetensors import safe_open
 from safetensors.torch import save_file
+from transformers import AutoFeatureExtractor, AutoModelForImageClassification, AutoModelForSequenceClassification
 
 import hf_primaldual  # noqa: F401  (registers the Auto classes)
+from helpers import FIXTURES, REPO_ROOT
 from hf_primaldual.hub import (
     REPO_ID_PLACEHOLDER,
     FolderNotReadyError,
@@ -42,21 +44,11 @@ from hf_primaldual.hub import (
     push_from_trainer,
     push_output_folder,
 )
+from helpers.hub_clients import HubEnv, client_environ, load_script, patch_hub_in_process, run_client
+from helpers.hub_server import OTHER_TOKEN, HubServer
+from helpers.without_package import WITHOUT_PACKAGE
 
-if __package__:
-    from .hub_fixtures import REPO_ROOT, HubEnv, client_environ, hub_env, hub_server, patch_hub_in_process  # noqa: F401
-    from .hub_fixtures import load_script, run_client
-    from .hub_server import OTHER_TOKEN, HubServer
-    from .test_remote_code import WITHOUT_PACKAGE
-else:
-    from hub_fixtures import REPO_ROOT, HubEnv, client_environ, hub_env, hub_server, patch_hub_in_process  # noqa: F401
-    from hub_fixtures import load_script, run_client
-    from hub_server import OTHER_TOKEN, HubServer
-    from test_remote_code import WITHOUT_PACKAGE
-
-from transformers import AutoFeatureExtractor, AutoModelForImageClassification, AutoModelForSequenceClassification
-
-FASHION_SAMPLE = REPO_ROOT / "tests" / "fixtures" / "fashion-mnist-sample"
+FASHION_SAMPLE = FIXTURES / "fashion-mnist-sample"
 TINY_TIMESERIES = ["--num_train_epochs", "1", "--hidden_size", "16", "--num_hidden_layers", "1",
                    "--num_attention_heads", "2", "--intermediate_size", "32"]
 TINY_VIT = ["--dataset", str(FASHION_SAMPLE), "--num_train_epochs", "1", "--hidden_size", "24",
@@ -352,7 +344,7 @@ def test_download_half_through_olah(runs: Runs, versions: Versions, tmp_path: Pa
     pytest.importorskip("olah", reason="olah is not installed (pip install olah)")
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
-    from olah_mirror import OlahMirror
+    from helpers.olah_mirror import OlahMirror
 
     repo_id = "mirror-org/ts-bn"
     files = published_files(runs.ts_folder, repo_id)

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import torch
 
@@ -17,10 +16,10 @@ from hf_primaldual import (
     PrimalDualTimeSeriesForClassification,
 )
 from experiments.analysis import pairwise_head_distance
+from helpers import FIXTURES
+from helpers import REPO_ROOT as REPO
 from hf_primaldual.data.uea import load_uea
 
-REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO / "tests" / "fixtures"
 TINY_TIMESERIES = ["--hidden_size", "16", "--num_hidden_layers", "1", "--num_attention_heads", "8",
                    "--intermediate_size", "32"]
 

@@ -21,10 +21,7 @@ if shutil.which("git") is None:  # pragma: no cover - git is part of the base im
 
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 
-if __package__:
-    from .olah_mirror import OlahMirror
-else:
-    from olah_mirror import OlahMirror
+from helpers.olah_mirror import OlahMirror
 
 REPO_ID = "mirror-org/tiny-model"
 

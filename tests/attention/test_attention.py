@@ -1,4 +1,4 @@
-"""The attention family against the plain formulas of SPEC.md (tests/reference_attention.py), and its invariants."""
+"""The attention family against the plain formulas of SPEC.md (helpers/reference_attention.py), and its invariants."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from hf_primaldual.attention_kernels import (
     softmax_attention_with_dropout,
 )
 from hf_primaldual.modeling_attention import primal_dual_attention
-from reference_attention import reference_attention, reference_probabilities
+from helpers.reference_attention import reference_attention, reference_probabilities
 
 ALL_TYPES = list(ATTENTION_TYPES)
 SH_SCALES = (1, 2, 3, 1)  # a non-contiguous, non-divisor mix: groups {0, 3}, {1}, {2}

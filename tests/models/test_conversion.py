@@ -15,10 +15,10 @@ import torch
 import transformers
 from huggingface_hub import HfApi, ModelCard
 
+from helpers.hub_clients import load_script, run_client
+from helpers.without_package import WITHOUT_PACKAGE
 from hf_primaldual.conversion import ConversionError, convert_checkpoint
 from hf_primaldual.hub import REPO_ID_PLACEHOLDER
-from hub_fixtures import hub_env, hub_server, load_script, run_client  # noqa: F401  (fixtures are found by name)
-from test_remote_code import WITHOUT_PACKAGE
 
 
 @dataclass

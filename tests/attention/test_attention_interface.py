@@ -1,12 +1,11 @@
 """The family registered in transformers' AttentionInterface (primaldual_<type>), on stock transformers models:
 ViT, DeiT (distillation token), DINOv2, BEiT, BERT (padding), Wav2Vec2 (padding), PatchTST and a causal Llama with
 grouped-query attention. Each against an independent float64 reference written in this file (one query at a time,
-from the formulas, through tests/reference_attention.py), registered as an attention function of its own."""
+from the formulas, through tests/helpers/reference_attention.py), registered as an attention function of its own."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -35,11 +34,12 @@ from transformers import (
 from transformers.masking_utils import sdpa_mask
 
 import hf_primaldual  # noqa: F401  (registers primaldual_<type>)
+from helpers import FIXTURES
 from hf_primaldual import ATTENTION_TYPES, REGISTERED_ATTENTIONS
-from reference_attention import batch_norm_head, elu_plus_one, reference_attention
+from helpers.reference_attention import batch_norm_head, elu_plus_one, reference_attention
 
 ALL_TYPES = list(ATTENTION_TYPES)
-FASHION_SAMPLE = Path(__file__).parent / "fixtures" / "fashion-mnist-sample"
+FASHION_SAMPLE = FIXTURES / "fashion-mnist-sample"
 WINDOW = 16  # the registered functions' default attention_window
 VISION = dict(hidden_size=24, num_hidden_layers=2, num_attention_heads=3, intermediate_size=48, image_size=32,
               patch_size=8)

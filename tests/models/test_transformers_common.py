@@ -70,7 +70,7 @@ from hf_primaldual import (
     PrimalDualViTForImageClassification,
     PrimalDualViTModel,
 )
-from transformers_tests import TransformersTestsUnavailable, load_common_tests
+from helpers.transformers_tests import TransformersTestsUnavailable, load_common_tests
 
 # The nine types, spelled out: a type added to the package without classes here fails test_every_type_is_tested.
 TESTED_TYPES = ("softmax", "linear", "sparse", "bn", "sh", "bn_sh", "linear_bn", "linear_sh", "linear_bn_sh")

@@ -127,7 +127,7 @@ def _extract(archive: Path, version: str, target: Path) -> None:
     if missing:
         raise TransformersTestsUnavailable(
             f"The transformers {version} sdist ({archive.name}) has no {', '.join(missing)}: transformers has moved "
-            "its common tests; update tests/transformers_tests.py."
+            "its common tests; update tests/helpers/transformers_tests.py."
         )
     for name, data in found.items():
         (package / Path(name).name).write_bytes(data)
@@ -178,6 +178,6 @@ def load_common_tests() -> tuple[ModuleType, ModuleType]:
         raise TransformersTestsUnavailable(
             f"transformers' test files (in {folder}) do not import: {error!r}. A test dependency may be missing "
             "(`pip install -c constraints.txt -e '.[dev]'`), or the sdist needs another stub in "
-            "tests/transformers_tests.py."
+            "tests/helpers/transformers_tests.py."
         ) from error
     return modeling, configuration

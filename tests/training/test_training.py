@@ -19,11 +19,12 @@ from transformers import (
 )
 
 import hf_primaldual  # noqa: F401  (registers the Auto classes)
+from helpers import FIXTURES, SHARED_DATA
+from helpers import REPO_ROOT as REPO
 from hf_primaldual.data.images import load_fashion_mnist
 
-REPO = Path(__file__).resolve().parents[1]
-FASHION_SAMPLE = REPO / "tests" / "fixtures" / "fashion-mnist-sample"
-FASHION_MNIST = REPO.parent / "shared" / "data" / "images" / "fashion-mnist"  # the real set (a stratified split needs it)
+FASHION_SAMPLE = FIXTURES / "fashion-mnist-sample"
+FASHION_MNIST = SHARED_DATA / "images" / "fashion-mnist"  # the real set (a stratified split needs it)
 SMALL_TIMESERIES = ["--hidden_size", "32", "--num_hidden_layers", "2", "--num_attention_heads", "4",
                     "--intermediate_size", "64"]
 SMALL_VIT = ["--hidden_size", "24", "--num_hidden_layers", "2", "--num_attention_heads", "3",

@@ -108,7 +108,7 @@ Usage::
         ...
         env = hub.env(tmp_path)  # HF_ENDPOINT, HF_TOKEN, fresh HF_HOME/... for a subprocess
 
-Run standalone with ``python tests/hub_server.py --port 8765``.
+Run standalone with ``python tests/helpers/hub_server.py --port 8765``.
 """
 
 from __future__ import annotations
@@ -810,7 +810,7 @@ class HubServer:
         ``HF_DATASETS_CACHE``, ``HF_TOKEN_PATH`` under ``base_dir`` (default: a new temporary dir
         in the server storage), plus ``HF_HUB_DISABLE_XET=1`` and ``HF_HUB_DISABLE_TELEMETRY=1``.
         The variables of ``UNSET_ENV_VARS`` (``HF_HUB_OFFLINE``...) must be removed from the
-        inherited environment: ``hub_fixtures.client_environ`` and ``run_client`` do it.
+        inherited environment: ``helpers.hub_clients.client_environ`` and ``run_client`` do it.
         """
         if base_dir is None:
             assert self._storage is not None, "start the server first"

@@ -6,16 +6,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from experiments import benchmark
+from helpers import REPO_ROOT as REPO
 from hf_primaldual.attention import ATTENTION_TYPES
 from hf_primaldual.attention_interface import REGISTERED_ATTENTIONS
 
-REPO = Path(__file__).resolve().parents[1]
 ALL_TYPES = list(ATTENTION_TYPES)
 
 

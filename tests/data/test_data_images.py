@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from transformers import ViTImageProcessorPil
 
+from helpers import FIXTURES, SHARED_DATA
 from hf_primaldual.data import (
     FASHION_MNIST_CLASSES,
     build_transforms,
@@ -24,11 +25,9 @@ from hf_primaldual.data import (
     standardise_image_columns,
 )
 
-
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FASHION_SAMPLE = FIXTURES / "fashion-mnist-sample"
 CIFAR_SAMPLE = FIXTURES / "cifar10-sample"
-SHARED_FASHION = Path(__file__).resolve().parents[2] / "shared" / "data" / "images" / "fashion-mnist"
+SHARED_FASHION = SHARED_DATA / "images" / "fashion-mnist"
 
 
 def idx_pixels(path: Path, index: int) -> np.ndarray:

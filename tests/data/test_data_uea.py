@@ -11,11 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import FIXTURES, SHARED_DATA
 from hf_primaldual.data import SHIPPED_UEA_DIR, UEA_DIR_ENV, TsFormatError, load_uea, read_ts
 
-
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-SHARED_UEA = Path(__file__).resolve().parents[2] / "shared" / "data" / "uea"
+SHARED_UEA = SHARED_DATA / "uea"
 JAPANESE_VOWELS_TRAIN = SHIPPED_UEA_DIR / "JapaneseVowels" / "JapaneseVowels_TRAIN.ts"
 JAPANESE_VOWELS_TEST = SHIPPED_UEA_DIR / "JapaneseVowels" / "JapaneseVowels_TEST.ts"
 BASIC_MOTIONS_TRAIN = FIXTURES / "BasicMotions" / "BasicMotions_TRAIN.ts"

@@ -4,50 +4,17 @@ from the code files saved beside the weights, and give identical outputs."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 import torch
 
+from helpers.without_package import run_without_package
 from hf_primaldual import (
     PrimalDualTimeSeriesConfig,
     PrimalDualTimeSeriesForClassification,
     PrimalDualViTConfig,
     PrimalDualViTForImageClassification,
 )
-
-# Runs first in the subprocess: makes `import hf_primaldual` fail as on a machine without the package.
-WITHOUT_PACKAGE = textwrap.dedent(
-    """
-    import sys
-
-    class _NoPackage:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] == "hf_primaldual":
-                raise ModuleNotFoundError(f"No module named {name!r}")
-
-    sys.meta_path.insert(0, _NoPackage())
-    try:
-        import hf_primaldual
-    except ModuleNotFoundError:
-        pass
-    else:
-        raise SystemExit("hf_primaldual is importable: the test would prove nothing")
-    """
-)
-
-
-def run_without_package(code: str, tmp_path: Path) -> None:
-    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run(
-        [sys.executable, "-c", WITHOUT_PACKAGE + textwrap.dedent(code)],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("attention_type", ["bn_sh", "linear_sh"])

@@ -33,12 +33,8 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-if __package__:
-    from .hub_fixtures import HubEnv, hub_env, hub_server, run_client, run_client_json  # noqa: F401
-    from .hub_server import OTHER_TOKEN, HubServer
-else:
-    from hub_fixtures import HubEnv, hub_env, hub_server, run_client, run_client_json  # noqa: F401
-    from hub_server import OTHER_TOKEN, HubServer
+from helpers.hub_clients import HubEnv, run_client, run_client_json
+from helpers.hub_server import OTHER_TOKEN, HubServer
 
 README = """---
 license: apache-2.0

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO_ROOT as REPO
+
 #: The commands the README lists; the wheel must install exactly these.
 CONSOLE_SCRIPTS = {
     "hf-primaldual-train-timeseries",

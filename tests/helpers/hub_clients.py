@@ -1,17 +1,9 @@
-"""pytest fixtures and helpers to run the real Hub clients against the local test Hub server.
+"""Helpers to run the real Hub clients against the local test Hub server (``helpers.hub_server``).
 
-Use them from a test module with::
-
-    from hub_fixtures import hub_env, hub_server, run_client  # noqa: F401  (fixtures are found by name)
-
-(``tests/conftest.py`` puts ``tests/`` on ``sys.path``), or import the two fixtures into
-``tests/conftest.py`` so that every module shares one session server (a fixture imported into
-several modules is instantiated once per module).
-
-Fixtures:
+The fixtures that use them live in ``tests/conftest.py``, so that one session server serves every module:
 
 ``hub_server`` (session scope)
-    A running :class:`hub_server.HubServer`.  Shared by the whole session, so each test should
+    A running :class:`helpers.hub_server.HubServer`.  Shared by the whole session, so each test should
     use fresh repo ids: ``hub_server.new_repo_id("tiny")`` -> ``"user/tiny-7"``.
 ``hub_env`` (function scope) -> :class:`HubEnv`
     Fresh, empty ``HF_HOME`` / ``HF_HUB_CACHE`` / ``HF_MODULES_CACHE`` under ``tmp_path``; sets
@@ -68,24 +60,17 @@ from typing import Any
 import pytest
 import torch
 
-if __package__:
-    from .hub_server import UNSET_ENV_VARS, HubServer
-else:
-    from hub_server import UNSET_ENV_VARS, HubServer
+from . import REPO_ROOT
+from .hub_server import UNSET_ENV_VARS, HubServer
 
 __all__ = [
-    "REPO_ROOT",
     "HubEnv",
     "client_environ",
-    "hub_env",
-    "hub_server",
     "load_script",
     "patch_hub_in_process",
     "run_client",
     "run_client_json",
 ]
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def load_script(name: str) -> ModuleType:
@@ -234,22 +219,3 @@ class HubEnv:
     def run(self, code: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
         """``run_client(code, self.env)`` (note: it shares this test's cache directory)."""
         return run_client(code, self.env, **kwargs)
-
-
-@pytest.fixture(scope="session")
-def hub_server() -> Iterator[HubServer]:
-    """One test Hub server for the whole session (use ``hub_server.new_repo_id()`` per test)."""
-    with HubServer() as hub:
-        yield hub
-
-
-@pytest.fixture
-def hub_env(hub_server: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubEnv]:
-    """Client environment for ``hub_server`` with empty caches, applied to this process too."""
-    from huggingface_hub.utils import close_session
-
-    env = hub_server.env(tmp_path / "client")
-    patch_hub_in_process(monkeypatch, env)
-    yield HubEnv(hub=hub_server, env=env, home=Path(env["HF_HOME"]))
-    hub_server.clear_faults()
-    close_session()

@@ -5,13 +5,14 @@ batches against one-by-one calls, and a saved checkpoint against a fresh process
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from transformers import pipeline
 
+from helpers import FIXTURES
+from helpers.without_package import run_without_package
 from hf_primaldual import (
     PrimalDualTimeSeriesClassificationPipeline,
     PrimalDualTimeSeriesConfig,
@@ -20,9 +21,8 @@ from hf_primaldual import (
 )
 from hf_primaldual.data import SHIPPED_UEA_DIR, load_uea
 from hf_primaldual.training import save_model_and_processor
-from test_remote_code import run_without_package  # runs code with hf_primaldual made unimportable
 
-BASIC_MOTIONS = Path(__file__).parent / "fixtures" / "BasicMotions"
+BASIC_MOTIONS = FIXTURES / "BasicMotions"
 
 
 def tiny_classifier(splits, attention_type: str) -> PrimalDualTimeSeriesClassificationPipeline:

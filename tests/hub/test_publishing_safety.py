@@ -1,4 +1,4 @@
-"""What gets published, against the test Hub server (tests/hub_server.py): no token in any uploaded file of any
+"""What gets published, against the test Hub server (tests/helpers/hub_server.py): no token in any uploaded file of any
 commit, no file reached through a link leaving the folder, only the files a model repo needs (no credentials, other
 pickles, event files or nested checkpoints), and argument errors of the push script exit with 2 before anything is
 sent.
@@ -25,12 +25,9 @@ from transformers import TrainingArguments
 
 from hf_primaldual.hub import FolderNotReadyError, plan_push, push_output_folder
 
-if __package__:
-    from .hub_fixtures import REPO_ROOT, HubEnv, client_environ, hub_env, hub_server, load_script  # noqa: F401
-    from .hub_server import HubServer
-else:
-    from hub_fixtures import REPO_ROOT, HubEnv, client_environ, hub_env, hub_server, load_script  # noqa: F401
-    from hub_server import HubServer
+from helpers import REPO_ROOT
+from helpers.hub_clients import HubEnv, client_environ, load_script
+from helpers.hub_server import HubServer
 
 TINY = ["--num_train_epochs", "2", "--hidden_size", "16", "--num_hidden_layers", "1", "--num_attention_heads", "2",
         "--intermediate_size", "32"]

@@ -35,16 +35,13 @@ from hf_primaldual.cli import train_timeseries as timeseries_script
 from hf_primaldual.hub import FolderNotReadyError, list_push_files
 from hf_primaldual.training import FINAL_FILES_MARKER, TrainingDivergedError, save_hub_ready_folder
 
-if __package__:
-    from .hub_fixtures import patch_hub_in_process
-    from .hub_server import HubServer
-else:
-    from hub_fixtures import patch_hub_in_process
-    from hub_server import HubServer
+from helpers import FIXTURES
+from helpers import REPO_ROOT as REPO
+from helpers.hub_clients import patch_hub_in_process
+from helpers.hub_server import HubServer
 
-REPO = Path(__file__).resolve().parents[1]
-BASIC_MOTIONS = REPO / "tests" / "fixtures" / "BasicMotions"
-FASHION_SAMPLE = REPO / "tests" / "fixtures" / "fashion-mnist-sample"
+BASIC_MOTIONS = FIXTURES / "BasicMotions"
+FASHION_SAMPLE = FIXTURES / "fashion-mnist-sample"
 TINY = ["--num_train_epochs", "1", "--hidden_size", "16", "--num_hidden_layers", "1", "--num_attention_heads", "2",
         "--intermediate_size", "32"]
 
