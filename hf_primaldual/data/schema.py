@@ -33,8 +33,10 @@ def series_dataset(
     Args:
         series: one float32 array of shape (time_i, channels) per example.
         labels: per example, its class index into the `label` feature's names.
-        info: the dataset's description, copied into the split.
+        info: the dataset's description, copied into the split (with `features`).
         split: the split's name, e.g. `"train"`.
     """
     columns = {"past_values": list(series), "length": [len(values) for values in series], "label": list(labels)}
-    return datasets.Dataset.from_dict(columns, features=features, info=info.copy(), split=split)
+    info = info.copy()
+    info.features = features
+    return datasets.Dataset.from_dict(columns, features=features, info=info, split=split)
