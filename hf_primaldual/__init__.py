@@ -5,7 +5,18 @@ transformers' ``AttentionInterface`` as ``primaldual_<attention_type>`` for any 
 """
 
 from .attention_interface import REGISTERED_ATTENTIONS, register_primal_dual_attentions
-from .attention import ATTENTION_TYPES, AttentionOptions, AttentionSpec, TokenLayout, parse_attention_type
+from .attention import (
+    ATTENTION_IMPLEMENTATIONS,
+    ATTENTION_TYPES,
+    AttentionKernel,
+    AttentionOptions,
+    AttentionSettings,
+    AttentionSpec,
+    TokenLayout,
+    parse_attention_type,
+    primal_dual_attention,
+    register_kernel,
+)
 from .configuration_attention import PrimalDualAttentionConfig
 from .configuration_primaldual_timeseries import PrimalDualTimeSeriesConfig
 from .configuration_primaldual_vit import PrimalDualViTConfig
@@ -23,11 +34,21 @@ from .modeling_primaldual_vit import (
     PrimalDualViTModel,
     PrimalDualViTPreTrainedModel,
 )
-from .modeling_attention import ATTENTION_IMPLEMENTATIONS, PrimalDualSelfAttention, primal_dual_attention
+from .modeling_attention import PrimalDualSelfAttention
 from .pipeline_timeseries import PrimalDualTimeSeriesClassificationPipeline
 from .registration import AUTO_CLASSES, register_auto_classes
 
 register_auto_classes()
 register_primal_dual_attentions()
+
+
+def __getattr__(name: str):
+    # The scikit-learn estimator imports the Trainer, datasets and scikit-learn: only when it is asked for.
+    if name == "PrimalDualClassifier":
+        from .estimator import PrimalDualClassifier
+
+        return PrimalDualClassifier
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __version__ = "0.1.0"

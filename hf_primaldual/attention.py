@@ -1,71 +1,160 @@
 """The primal-dual attention family of Nguyen et al., "A Primal-Dual Framework for Transformers and Neural
-Networks" (ICLR 2023, arXiv:2406.13781), written as the paper's formulas. This is the reference
-(``attn_implementation="eager"``); :mod:`.attention_kernels` computes the same maths through fused kernels
-(``"sdpa"``).
+Networks" (ICLR 2023, arXiv:2406.13781): one contract, one registry, one composer.
 
-Self-attention is the dual form (support-vector expansion) of a support vector regression fitted on the keys
-``k_j`` with targets ``v_j`` and evaluated at the queries ``q_i``: ``o_i = sum_j A_ij v_j``. An attention is a
-**kernel**, which gives the attention matrix ``A``, and two primal choices that compose with it:
+An attention is a **kernel** composed with two primal choices:
 
-* kernels: ``softmax`` (``A_ij = softmax_j(q_i^T k_j / sqrt(D))``), ``linear`` (``Phi = elu + 1``,
-  ``A_ij = Phi(q_i)^T Phi(k_j) / sum_l Phi(q_i)^T Phi(k_l)``, Katharopoulos et al. 2020, O(N) when not
-  materialised) and ``local_window`` (softmax over the keys with ``|i - j| <= window``: the SVR fitted on a subset
-  of the keys, the ``sparse`` type);
-* **Attention-BN**: a batch-normalisation layer in the primal. Its "batch" is the SVR's training set, the keys of
-  this sequence and head, so queries and keys become ``(x - beta * mu) * s`` with the keys' mean ``mu`` and
-  ``s = 1 / sqrt(var + eps)`` (per example, head and feature, over real keys only) before the kernel;
-* **Attention-SH**: head ``h`` fits its SVR on keys and values average-pooled along the sequence by an integer
-  factor ``s_h`` (on the 2-D patch grid for images, never pooling prefix tokens such as a class token), so it
-  costs O(N * N / s_h). Queries stay at full length.
+* a kernel (:class:`AttentionKernel`) gives the attention matrix of queries and keys: its reference formula
+  (:mod:`.attention_reference`) and, optionally, a fast implementation (:mod:`.attention_kernels`) that need not
+  form the matrix. Registered once with :func:`register_kernel`, which names the ``attention_type``\\ s it gives
+  (``linear``, ``linear_bn``, ``linear_sh``, ``linear_bn_sh``; the softmax kernel's are ``softmax``, ``bn``, ``sh``,
+  ``bn_sh``) and registers them wherever the family is served (transformers' ``AttentionInterface``);
+* **Attention-BN**, a transform of queries and keys by the statistics of the keys each query may see;
+* **Attention-SH**, a combinator: each group of heads that shares a pooling factor attends to its keys and values
+  pooled by that factor.
 
-Shapes: ``B`` batch, ``H`` heads, ``N`` tokens, ``D`` head dimension. A key mask is a boolean ``(B, N)`` tensor,
-``True`` for real keys.
+:func:`primal_dual_attention` composes them, for the package's layer and for the registered functions alike, with
+key masks (padding) or per-query masks (causal models), the formula (``"eager"``) or the fast path (``"sdpa"``).
+The settings (:class:`AttentionSettings`) are declared once here; the model configs, the stock-model settings and
+the command-line arguments derive from them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol, get_args
 
 import torch
 import torch.nn.functional as F
 
-KERNELS = ("softmax", "linear", "local_window")
-SH_POOLING_MODES = ("mean", "max")
+from . import attention_kernels as fast
+from . import attention_reference as reference
+from .attention_reference import TokenLayout
+
+ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa")
+ShPooling = Literal["mean", "max"]
+SH_POOLING_MODES: tuple[str, ...] = get_args(ShPooling)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Kernels and the attention types they give
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class ReferenceKernel(Protocol):
+    def __call__(
+        self, query: torch.Tensor, key: torch.Tensor, allowed: torch.Tensor | None, options: AttentionOptions
+    ) -> torch.Tensor:
+        """``(B, H, N_q, D)`` queries, ``(B, H, N_k, D)`` keys -> the ``(B, H, N_q, N_k)`` attention matrix; each
+        query's weights sum to 1 over the keys it is ``allowed`` (boolean, broadcastable to that shape, or None)."""
+
+
+class FastKernel(Protocol):
+    def __call__(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        allowed: torch.Tensor | None,
+        dropout_p: float,
+        options: AttentionOptions,
+    ) -> torch.Tensor:
+        """The reference's ``A @ V`` (with attention dropout ``dropout_p`` on ``A`` where the kernel takes it),
+        ``(B, H, N_q, D_v)``, without forming ``A`` where the maths allows."""
+
+
+@dataclass(frozen=True)
+class AttentionKernel:
+    """A kernel of the family and what it composes with.
+
+    Attributes:
+        name: the kernel's name, which prefixes the names of its compositions (``linear_bn``).
+        reference: the formula (:class:`ReferenceKernel`), what ``"eager"`` runs and returns as attentions.
+        fast: the fast implementation (:class:`FastKernel`); None: ``"sdpa"`` runs the reference too.
+        type_name: the ``attention_type`` of the kernel alone (default: ``name``).
+        batch_norm: composes with Attention-BN.
+        scaled_heads: composes with Attention-SH.
+        dot_product: the kernel sees queries and keys only through ``q_i^T k_j`` and is unchanged by adding a
+            constant to one query's scores (softmax); BN's scale can then go on the queries alone, and BN on a
+            causal model (each query its own statistics) is defined.
+        attention_dropout: attention dropout applies to its matrix (the linear kernel's fast form never forms it).
+    """
+
+    name: str
+    reference: ReferenceKernel
+    fast: FastKernel | None = None
+    type_name: str | None = None
+    batch_norm: bool = True
+    scaled_heads: bool = True
+    dot_product: bool = False
+    attention_dropout: bool = True
+
+    def attention_types(self) -> dict[str, AttentionSpec]:
+        """The ``attention_type`` names this kernel gives: itself, and its compositions with BN and SH."""
+        stem = "" if self.name == DEFAULT_KERNEL else f"{self.name}_"
+        types = {self.type_name or self.name: AttentionSpec(self.name)}
+        if self.batch_norm:
+            types[f"{stem}bn"] = AttentionSpec(self.name, batch_norm=True)
+        if self.scaled_heads:
+            types[f"{stem}sh"] = AttentionSpec(self.name, scaled_heads=True)
+        if self.batch_norm and self.scaled_heads:
+            types[f"{stem}bn_sh"] = AttentionSpec(self.name, batch_norm=True, scaled_heads=True)
+        return types
 
 
 @dataclass(frozen=True)
 class AttentionSpec:
     """The composable parts an ``attention_type`` name stands for: a kernel, with or without BN and SH."""
 
-    kernel: Literal["softmax", "linear", "local_window"]
+    kernel: str
     batch_norm: bool = False
     scaled_heads: bool = False
 
     def __post_init__(self) -> None:
-        if self.kernel not in KERNELS:
+        kernel = KERNELS.get(self.kernel)
+        if kernel is None:
             raise ValueError(f"Unknown attention kernel {self.kernel!r}: choose one of {', '.join(KERNELS)}.")
-        if self.kernel == "local_window" and (self.batch_norm or self.scaled_heads):
-            # BN's statistics and SH's pooled keys are defined over the whole sequence, a window's keys are
-            # per query: the composition is not the paper's and is not defined here.
+        if (self.batch_norm and not kernel.batch_norm) or (self.scaled_heads and not kernel.scaled_heads):
+            part = "Attention-BN" if self.batch_norm and not kernel.batch_norm else "Attention-SH"
+            composing = [k.name for k in KERNELS.values() if (k.batch_norm or not self.batch_norm)
+                         and (k.scaled_heads or not self.scaled_heads)]
             raise ValueError(
-                "The local-window kernel (sparse attention) does not compose with Attention-BN or Attention-SH: "
-                "use the softmax or linear kernel for those."
+                f"The {self.kernel} kernel ({kernel.type_name or kernel.name}) does not compose with {part}: use the "
+                f"{' or '.join(composing)} kernel for that."
             )
 
 
-ATTENTION_TYPES: dict[str, AttentionSpec] = {
-    "softmax": AttentionSpec("softmax"),
-    "linear": AttentionSpec("linear"),
-    "sparse": AttentionSpec("local_window"),
-    "bn": AttentionSpec("softmax", batch_norm=True),
-    "sh": AttentionSpec("softmax", scaled_heads=True),
-    "bn_sh": AttentionSpec("softmax", batch_norm=True, scaled_heads=True),
-    "linear_bn": AttentionSpec("linear", batch_norm=True),
-    "linear_sh": AttentionSpec("linear", scaled_heads=True),
-    "linear_bn_sh": AttentionSpec("linear", batch_norm=True, scaled_heads=True),
-}
+DEFAULT_KERNEL = "softmax"
+KERNELS: dict[str, AttentionKernel] = {}
+ATTENTION_TYPES: dict[str, AttentionSpec] = {}
+# Called with the new attention_type names whenever a kernel is registered (transformers' AttentionInterface).
+_TYPE_LISTENERS: list[Callable[[list[str]], None]] = []
+
+
+def register_kernel(kernel: AttentionKernel) -> list[str]:
+    """Add a kernel to the family: its ``attention_type``\\ s become valid in the configs, in
+    :func:`primal_dual_attention` and as ``primaldual_<type>`` attention functions. Returns the new names."""
+    previous = KERNELS.get(kernel.name)
+    KERNELS[kernel.name] = kernel  # the specs below check their kernel against the registry
+    types = kernel.attention_types()
+    taken = {name for name in types if name in ATTENTION_TYPES and ATTENTION_TYPES[name].kernel != kernel.name}
+    if taken:
+        if previous is None:
+            del KERNELS[kernel.name]
+        else:
+            KERNELS[kernel.name] = previous
+        raise ValueError(f"attention_type names {sorted(taken)} belong to another kernel already.")
+    ATTENTION_TYPES.update(types)
+    for listener in _TYPE_LISTENERS:
+        listener(list(types))
+    return list(types)
+
+
+def on_attention_types_added(listener: Callable[[list[str]], None]) -> None:
+    """Call ``listener(names)`` for the types of every kernel registered from now on."""
+    _TYPE_LISTENERS.append(listener)
 
 
 def parse_attention_type(name: str) -> AttentionSpec:
@@ -78,6 +167,78 @@ def parse_attention_type(name: str) -> AttentionSpec:
         ) from None
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# The settings, declared once
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AttentionSettings:
+    """The settings of the family's attentions, with their defaults and allowed values: the fields of every model
+    config (:class:`~hf_primaldual.configuration_attention.PrimalDualAttentionConfig`), the
+    ``primaldual_attention`` settings of a stock model, and the training commands' arguments."""
+
+    attention_type: str = field(
+        default=DEFAULT_KERNEL, metadata={"help": "the kernel, composed with BN and/or SH: softmax, bn, sh, bn_sh, linear, ..."}
+    )
+    head_scales: list[int] | tuple[int, ...] | None = field(
+        default=None,
+        metadata={"help": "SH: the pooling factor of each head's keys and values, one integer >= 1 per head, at least "
+                          "one of them 1 (default: the heads split into up to three groups at scales 1, 2 and 4)"},
+    )
+    sh_pooling: Literal["mean", "max"] = field(default="mean", metadata={"help": "SH: how keys and values are pooled"})
+    attention_window: int = field(default=16, metadata={"help": "sparse: keys on each side of a query"})
+    bn_eps: float = field(default=1e-5, metadata={"help": "BN: added to the keys' variance before the square root"})
+    bn_mean_weight: float | int = field(
+        default=1.0, metadata={"help": "BN: weight of the keys' mean subtracted (1: the derivation; 0: no re-centring)"}
+    )
+    bn_use_std: bool = field(default=True, metadata={"help": "BN: divide by the keys' standard deviation"})
+
+    #: The bounds a setting is checked against, beyond its type: a hostile or mistyped config fails here.
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {"attention_window": (1, 1 << 20), "head_scale": (1, 1 << 16), "bn_eps": (0.0, 1.0),
+              "bn_mean_weight": (-1e3, 1e3)}
+
+    def check_settings(self, num_heads: int | None = None) -> None:
+        """Raise a ValueError naming the setting and the fix where a value is mistyped, not finite or out of range."""
+        parse_attention_type(self.attention_type)
+        if self.sh_pooling not in SH_POOLING_MODES:
+            raise ValueError(f"sh_pooling must be one of {SH_POOLING_MODES}, got {self.sh_pooling!r}.")
+        if not isinstance(self.bn_use_std, bool):
+            raise ValueError(f"bn_use_std must be true or false, got {self.bn_use_std!r}.")
+        low, high = self.LIMITS["attention_window"]
+        if isinstance(self.attention_window, bool) or not isinstance(self.attention_window, int) \
+                or not low <= self.attention_window <= high:
+            raise ValueError(
+                f"attention_window must be an integer in [{low}, {high}] (keys on each side of a query), got "
+                f"{self.attention_window!r}."
+            )
+        for name in ("bn_eps", "bn_mean_weight"):
+            value = getattr(self, name)
+            low, high = self.LIMITS[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or not low <= value <= high or (name == "bn_eps" and value <= 0):
+                bounds = f"in ({low}, {high}]" if name == "bn_eps" else f"in [{low}, {high}]"
+                raise ValueError(f"{name} must be a finite number {bounds}, got {value!r}.")
+        if self.head_scales is not None:
+            scales = list(self.head_scales)
+            low, high = self.LIMITS["head_scale"]
+            if any(isinstance(s, bool) or not isinstance(s, int) or not low <= s <= high for s in scales):
+                raise ValueError(f"head_scales must be integers in [{low}, {high}] (1 = no pooling), got {scales}.")
+            if num_heads is not None and len(scales) != num_heads:
+                raise ValueError(
+                    f"head_scales needs one factor per head: got {len(scales)} ({scales}) for {num_heads} heads."
+                )
+            if 1 not in scales:
+                raise ValueError(
+                    f"head_scales needs at least one head at scale 1 (full resolution), got {scales}: set one of "
+                    "them to 1."
+                )
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+
 def default_head_scales(num_heads: int) -> list[int]:
     """Attention-SH's default factors: the heads split into up to three equal groups at scales 1, 2 and 4.
 
@@ -87,20 +248,9 @@ def default_head_scales(num_heads: int) -> list[int]:
 
 
 @dataclass(frozen=True)
-class TokenLayout:
-    """How the tokens of a sequence are arranged, which Attention-SH needs to pool keys.
-
-    ``num_prefix_tokens`` tokens (a class token) come first and are never pooled. The rest is a 1-D sequence,
-    or, when ``grid = (height, width)`` is given, a row-major 2-D patch grid pooled in ``s x s`` windows.
-    """
-
-    num_prefix_tokens: int = 0
-    grid: tuple[int, int] | None = None
-
-
-@dataclass(frozen=True)
 class AttentionOptions:
-    """Everything about an attention that is fixed by the model configuration."""
+    """Everything about an attention that is fixed by the model: its spec, its settings resolved for its heads,
+    its dropout and its score scale."""
 
     spec: AttentionSpec
     head_scales: tuple[int, ...]
@@ -114,18 +264,30 @@ class AttentionOptions:
     scaling: float | None = None
 
     @classmethod
-    def from_config(cls, config) -> AttentionOptions:
-        """Read the attention fields of a :class:`PrimalDualAttentionConfig`."""
+    def from_settings(
+        cls, settings: Any, num_heads: int, dropout: float = 0.0, scaling: float | None = None
+    ) -> AttentionOptions:
+        """From anything holding the :class:`AttentionSettings` fields (a model config, a settings object)."""
         return cls(
-            spec=parse_attention_type(config.attention_type),
-            head_scales=tuple(config.head_scales or default_head_scales(config.num_attention_heads)),
-            sh_pooling=config.sh_pooling,
-            bn_eps=config.bn_eps,
-            bn_mean_weight=config.bn_mean_weight,
-            bn_use_std=config.bn_use_std,
-            attention_window=config.attention_window,
-            dropout=config.attention_probs_dropout_prob,
+            spec=parse_attention_type(settings.attention_type),
+            head_scales=tuple(int(s) for s in (settings.head_scales or default_head_scales(num_heads))),
+            sh_pooling=settings.sh_pooling,
+            bn_eps=float(settings.bn_eps),
+            bn_mean_weight=float(settings.bn_mean_weight),
+            bn_use_std=bool(settings.bn_use_std),
+            attention_window=int(settings.attention_window),
+            dropout=dropout,
+            scaling=scaling,
         )
+
+    @classmethod
+    def from_config(cls, config: Any) -> AttentionOptions:
+        """Read the attention fields of a :class:`PrimalDualAttentionConfig`."""
+        return cls.from_settings(config, config.num_attention_heads, config.attention_probs_dropout_prob)
+
+    @property
+    def kernel(self) -> AttentionKernel:
+        return KERNELS[self.spec.kernel]
 
     def head_groups(self) -> list[tuple[int, list[int]]]:
         """The heads that share a pooling factor, ``[(scale, heads), ...]``, one entry per distinct scale."""
@@ -149,272 +311,200 @@ def safe_compute_dtype(spec: AttentionSpec, dtype: torch.dtype) -> torch.dtype:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Kernels: the attention matrix A (B, H, N_q, N_k) of queries (B, H, N_q, D) and keys (B, H, N_k, D)
+# The built-in kernels
 # ----------------------------------------------------------------------------------------------------------------
 
-
-def _allowed(key_mask: torch.Tensor | None) -> torch.Tensor | None:
-    return None if key_mask is None else key_mask[:, None, None, :]
-
-
-def softmax_kernel(
-    query: torch.Tensor, key: torch.Tensor, key_mask: torch.Tensor | None, options: AttentionOptions
-) -> torch.Tensor:
-    """``A_ij = softmax_j(q_i^T k_j / sqrt(D))`` over the real keys."""
-    return masked_softmax(scores(query, key, options.scaling), _allowed(key_mask), query.dtype)
-
-
-def local_window_kernel(
-    query: torch.Tensor, key: torch.Tensor, key_mask: torch.Tensor | None, options: AttentionOptions
-) -> torch.Tensor:
-    """Softmax over the real keys ``j`` with ``|i - j| <= attention_window`` (sparse attention); a (padded) query
-    with no real key in its window attends to its whole window."""
-    positions = torch.arange(query.shape[-2], device=query.device)
-    allowed = (positions[:, None] - positions[None, :]).abs() <= options.attention_window
-    if key_mask is not None:
-        real = allowed & _allowed(key_mask)
-        allowed = torch.where(real.any(dim=-1, keepdim=True), real, allowed)
-    return masked_softmax(scores(query, key, options.scaling), allowed, query.dtype)
-
-
-def scores(query: torch.Tensor, key: torch.Tensor, scaling: float | None = None) -> torch.Tensor:
-    """``q_i^T k_j / sqrt(D)`` in at least float32: half precision overflows on large queries and keys, where the
-    fused kernels accumulate in float32 too."""
-    dtype = torch.promote_types(query.dtype, torch.float32)
-    scale = query.shape[-1] ** -0.5 if scaling is None else scaling
-    return torch.matmul(query.to(dtype), key.to(dtype).transpose(-1, -2)) * scale
-
-
-def masked_softmax(logits: torch.Tensor, allowed: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
-    if allowed is not None:
-        # The dtype's lowest value, not -inf: a query that may see no key (a padded one) gets uniform weights,
-        # finite, instead of NaN that would leak into gradients; the model discards its output.
-        logits = logits.masked_fill(~allowed, torch.finfo(logits.dtype).min)
-    return logits.softmax(dim=-1).to(dtype)
-
-
-def elu_feature_map(x: torch.Tensor) -> torch.Tensor:
-    """``Phi(x) = elu(x) + 1``: positive features, so that ``Phi(q)^T Phi(k)`` is a valid similarity."""
-    return F.elu(x) + 1.0
-
-
-LINEAR_KERNEL_EPS = 1e-6
-
-
-def linear_kernel(
-    query: torch.Tensor, key: torch.Tensor, key_mask: torch.Tensor | None, options: AttentionOptions
-) -> torch.Tensor:
-    """``A_ij = Phi(q_i)^T Phi(k_j) / sum_l Phi(q_i)^T Phi(k_l)`` over the real keys, no ``1/sqrt(D)`` scale."""
-    similarity = torch.matmul(elu_feature_map(query), elu_feature_map(key).transpose(-1, -2))
-    if key_mask is not None:
-        similarity = similarity * _allowed(key_mask).to(similarity.dtype)
-    return similarity / similarity.sum(dim=-1, keepdim=True).clamp_min(LINEAR_KERNEL_EPS)
-
-
-ATTENTION_KERNELS = {"softmax": softmax_kernel, "linear": linear_kernel, "local_window": local_window_kernel}
+register_kernel(AttentionKernel(
+    "softmax",
+    reference=lambda q, k, allowed, options: reference.softmax_kernel(q, k, allowed, options.scaling),
+    fast=lambda q, k, v, allowed, p, options: fast.softmax_attention(q, k, v, allowed, p, options.scaling),
+    dot_product=True,
+))
+register_kernel(AttentionKernel(
+    "linear",
+    reference=lambda q, k, allowed, options: reference.linear_kernel(q, k, allowed),
+    fast=lambda q, k, v, allowed, p, options: fast.linear_attention(q, k, v, allowed),
+    attention_dropout=False,
+))
+# The SVR fitted on a subset of the keys. BN's statistics and SH's pooled keys are defined over the whole sequence,
+# a window's keys are per query: the compositions are not the paper's and are not defined.
+register_kernel(AttentionKernel(
+    "local_window",
+    type_name="sparse",
+    reference=lambda q, k, allowed, options: reference.local_window_kernel(
+        q, k, allowed, options.attention_window, options.scaling
+    ),
+    fast=lambda q, k, v, allowed, p, options: fast.local_window_attention(
+        q, k, v, options.attention_window, allowed, p, options.scaling
+    ),
+    batch_norm=False,
+    scaled_heads=False,
+))
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Attention-BN: the primal batch norm, a transform of queries and keys
+# The composer
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def key_statistics(key: torch.Tensor, key_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The keys' ``(var, mean)`` per example, head and feature over the real keys, ``(B, H, 1, D)``, in >= float32."""
-    keys = key.to(torch.promote_types(key.dtype, torch.float32))
-    if key_mask is None:
-        return torch.var_mean(keys, dim=-2, unbiased=False, keepdim=True)
-    weights = key_mask[:, None, :, None].to(keys.dtype)
-    count = weights.sum(dim=-2, keepdim=True).clamp_min(1.0)
-    mean = (keys * weights).sum(dim=-2, keepdim=True) / count
-    var = ((keys - mean).square() * weights).sum(dim=-2, keepdim=True) / count
-    return var, mean
-
-
-def batch_normalize_queries_keys(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    key_mask: torch.Tensor | None = None,
-    eps: float = 1e-5,
-    mean_weight: float = 1.0,
-    use_std: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention-BN's primal batch norm: ``(x - beta * mu) * s`` for queries and keys alike.
-
-    ``mu`` and ``s = 1 / sqrt(var + eps)`` are the keys' mean and inverse standard deviation per example, head and
-    feature, over the real keys of the sequence. Statistics are computed in at least float32.
-
-    Args:
-        query: ``(B, H, N_q, D)``; key: ``(B, H, N_k, D)``; key_mask: boolean ``(B, N_k)``.
-    """
-    var, mean = key_statistics(key, key_mask)
-    shift = (mean_weight * mean).to(key.dtype)
-    query, key = query - shift, key - shift
-    if use_std:
-        scale = torch.rsqrt(var + eps).to(key.dtype)
-        query, key = query * scale, key * scale
-    return query, key
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Attention-SH: keys and values pooled per head
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def slot_of_token(length: int, scale: int, layout: TokenLayout, device: torch.device) -> torch.Tensor:
-    """The ``(N,)`` index of the pooled slot each token goes into (prefix tokens keep their own slots)."""
-    prefix = layout.num_prefix_tokens
-    if layout.grid is None:
-        token_slot = torch.arange(length - prefix, device=device) // scale
-    else:
-        height, width = layout.grid
-        slots_w = math.ceil(width / scale)
-        rows = torch.arange(height, device=device) // scale
-        cols = torch.arange(width, device=device) // scale
-        token_slot = (rows[:, None] * slots_w + cols[None, :]).flatten()
-    return torch.cat([torch.arange(prefix, device=device), prefix + token_slot])
-
-
-def check_layout(length: int, layout: TokenLayout) -> None:
-    if layout.grid is not None and layout.grid[0] * layout.grid[1] != length - layout.num_prefix_tokens:
-        height, width = layout.grid
-        raise ValueError(
-            f"A {height}x{width} grid does not hold the {length - layout.num_prefix_tokens} non-prefix tokens."
-        )
-
-
-def pool_keys_values(
-    key: torch.Tensor,
-    value: torch.Tensor,
-    key_mask: torch.Tensor | None,
-    scale: int,
-    layout: TokenLayout,
-    mode: Literal["mean", "max"] = "mean",
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Attention-SH's downsampling of keys and values by ``scale`` along the sequence (or the 2-D grid).
-
-    A pooled key is the mean (or max) of its real members only; a pooled slot with no real member is masked.
-    Prefix tokens are kept as they are, in front. Partial windows at the end of the sequence or grid are pooled
-    over the members they have.
-
-    Args:
-        key, value: ``(B, H, N, D)``; key_mask: boolean ``(B, N)`` or None (all real).
-
-    Returns:
-        ``(key, value, key_mask)``: pooled ``(B, H, M, D)`` keys and values and their ``(B, M)`` mask (None when
-        ``key_mask`` is None). Token ``j`` went into slot :func:`slot_of_token`\\ ``[j]``.
-    """
-    length = key.shape[-2]
-    check_layout(length, layout)
-    slots = slot_of_token(length, scale, layout, key.device)
-    num_slots = int(slots[-1]) + 1 if length else 0
-    real = torch.ones(1, length, device=key.device) if key_mask is None else key_mask.to(torch.float32)
-    membership = F.one_hot(slots, num_slots).to(real.dtype)  # (N, M)
-    counts = real @ membership  # (B|1, M): real members per slot
-
-    def pool(x: torch.Tensor) -> torch.Tensor:
-        members = real[:, None, :, None].to(x.dtype)
-        if mode == "mean":
-            sums = torch.einsum("bhnd,nm->bhmd", x * members, membership.to(x.dtype))
-            return sums / counts[:, None, :, None].clamp_min(1.0).to(x.dtype)
-        # max over the real members of each slot: the others are lowered to the dtype's minimum first
-        spread = x.unsqueeze(-2).masked_fill(~(membership.bool()[:, :, None] & (members > 0)[..., None]),
-                                             torch.finfo(x.dtype).min)  # (B, H, N, M, D)
-        pooled = spread.amax(dim=-3)
-        return pooled.masked_fill((counts == 0)[:, None, :, None], 0.0)
-
-    pooled_mask = None if key_mask is None else counts > 0
-    return pool(key), pool(value), pooled_mask
-
-
-def spread_over_members(
-    weights: torch.Tensor, slots: torch.Tensor, key_mask: torch.Tensor | None
-) -> torch.Tensor:
-    """Spread the weight of each pooled slot evenly over its real members: ``(B, H, N, M)`` -> ``(B, H, N, N)``.
-
-    With every member ``j`` of slot ``m`` given the slot's pooled value, ``sum_j A'_ij v_m(j) = sum_m A_im v_m``:
-    the output over the original keys is exactly the pooled one, for mean and max pooling alike.
-    """
-    real = (
-        torch.ones(1, slots.numel(), device=weights.device, dtype=weights.dtype)
-        if key_mask is None
-        else key_mask.to(weights.dtype)
-    )
-    counts = torch.zeros(real.shape[0], weights.shape[-1], device=weights.device, dtype=weights.dtype)
-    counts.index_add_(1, slots, real)
-    per_token = real / counts[:, slots].clamp_min(1.0)  # (B|1, N)
-    return weights[..., slots] * per_token[:, None, None, :]
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The family, composed
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def eager_primal_dual_attention(
+def primal_dual_attention(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
     options: AttentionOptions,
-    key_mask: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
     layout: TokenLayout = TokenLayout(),
+    implementation: str = "sdpa",
     dropout_p: float = 0.0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Any type of the family as its formula: ``o_i = sum_j A_ij v_j`` with ``A`` materialised.
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Multi-head attention of any type of the family.
 
     Per group of heads sharing an SH scale: keys and values pooled (SH), queries and keys batch-normalised with the
-    (pooled) keys' statistics (BN), the kernel's attention matrix, dropout on it (not for the linear kernel, whose
-    fast form never forms it), and for pooled heads the matrix spread over the original keys, which the output is
-    computed from.
+    statistics of the keys each query may see (BN), then the kernel, as its formula (``"eager"``, which also returns
+    the matrix) or its fast implementation (``"sdpa"``).
 
     Args:
-        query, key, value: ``(B, H, N, D)``; key_mask: boolean ``(B, N)``, ``True`` for real keys.
+        query, key, value: ``(B, H, N_q, D)``, ``(B, H, N_k, D)``, ``(B, H, N_k, D_v)``.
+        options: the attention type and its settings (:class:`AttentionOptions`).
+        mask: None (every key), a boolean key mask ``(B, N_k)``, ``True`` for real keys, which every query sees
+            (padding: padded keys take no weight and are left out of BN statistics and SH pooling), or a boolean
+            per-query mask ``(B, 1, N_q, N_k)``, ``True`` where query ``i`` may attend to key ``j`` (a causal model:
+            BN then uses each query's own keys' statistics; SH is refused, a pooled slot would mix keys that some
+            queries may not see).
+        layout: prefix tokens and 2-D grid, for SH pooling.
+        implementation: ``"eager"`` or ``"sdpa"``.
+        dropout_p: attention dropout (0 in evaluation).
 
     Returns:
-        ``(output, weights)``: ``(B, H, N, D)`` and the ``(B, H, N, N)`` attention matrix over the original keys.
+        ``(output, weights)``: ``(B, H, N_q, D_v)``, and for ``"eager"`` the ``(B, H, N_q, N_k)`` attention matrix
+        over the original keys (for SH heads each pooled slot's weight spread over its members), for ``"sdpa"``
+        None.
     """
-    spec = options.spec
-    kernel = ATTENTION_KERNELS[spec.kernel]
+    if implementation not in ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(
+            f"attn_implementation={implementation!r} is not available for the primal-dual attentions: use "
+            f"{' or '.join(map(repr, ATTENTION_IMPLEMENTATIONS))} (the attention itself is chosen by attention_type)."
+        )
+    spec, kernel = options.spec, options.kernel
+    per_query = mask is not None and mask.dim() == 4
+    key_mask = None if per_query else mask
+    allowed = mask if per_query else (None if mask is None else mask[:, None, None, :])
+    if per_query:
+        _check_per_query_composition(spec, kernel)
+    eager = implementation == "eager"
 
-    def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The heads' attention matrix over the original keys, and the values it weighs."""
-        mask = key_mask
+    dtype = query.dtype
+    compute_dtype = safe_compute_dtype(spec, dtype)
+    if compute_dtype != dtype:
+        query, key, value = (x.to(compute_dtype) for x in (query, key, value))
+
+    def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: int) -> tuple[torch.Tensor, ...]:
+        """One group of heads: ``(output,)``, or for ``"eager"`` ``(weights, values)`` over the original keys."""
+        pooled_mask, pooled_allowed = key_mask, allowed
         if scale > 1:
-            k, v, mask = pool_keys_values(k, v, key_mask, scale, layout, options.sh_pooling)
+            pool = reference.pool_keys_values if eager else fast.pool_keys_values
+            k, v, pooled_mask = pool(k, v, key_mask, scale, layout, options.sh_pooling)
+            pooled_allowed = None if pooled_mask is None else pooled_mask[:, None, None, :]
         if spec.batch_norm:
-            q, k = batch_normalize_queries_keys(q, k, mask, options.bn_eps, options.bn_mean_weight, options.bn_use_std)
-        weights = kernel(q, k, mask, options)
-        if spec.kernel != "linear":
+            q, k = _batch_normalize(q, k, pooled_allowed, options, per_query or (not eager and kernel.dot_product))
+        if not eager and kernel.fast is not None:
+            return (kernel.fast(q, k, v, pooled_allowed, dropout_p if kernel.attention_dropout else 0.0, options),)
+        weights = kernel.reference(q, k, pooled_allowed, options)
+        if kernel.attention_dropout:
             weights = F.dropout(weights, p=dropout_p, training=dropout_p > 0)
+        if not eager:
+            return (torch.matmul(weights, v),)
         if scale > 1:
-            slots = slot_of_token(q.shape[-2], scale, layout, q.device)
-            weights, v = spread_over_members(weights, slots, key_mask), v[..., slots, :]
+            slots = reference.slot_of_token(key.shape[-2], scale, layout, q.device)
+            weights, v = reference.spread_over_members(weights, slots, key_mask), v[..., slots, :]
         return weights, v
 
+    parts = _over_head_groups(attend, query, key, value, options)
+    # Eager: the output is computed from the very weights returned, so that attributions through them reach the
+    # inputs.
+    output, weights = (torch.matmul(*parts), parts[0]) if eager else (parts[0], None)
+    if compute_dtype != dtype:
+        output = output.to(dtype)
+        weights = None if weights is None else weights.to(dtype)
+    return output, weights
+
+
+def _check_per_query_composition(spec: AttentionSpec, kernel: AttentionKernel) -> None:
+    if spec.scaled_heads:
+        raise ValueError(
+            "Attention-SH needs every query to see the same keys, but this model's queries see different ones (a "
+            "causal or windowed mask): a pooled slot would mix keys that some queries may not see. Use an attention "
+            "without SH (primaldual_bn or primaldual_softmax) on this model."
+        )
+    if spec.batch_norm and not kernel.dot_product:
+        raise ValueError(
+            f"{kernel.name}_bn where queries see different keys (a causal or windowed mask) would normalise the keys "
+            f"once per query (O(N^2 D) memory): use bn (the softmax kernel) or {kernel.type_name or kernel.name}."
+        )
+
+
+def _batch_normalize(
+    query: torch.Tensor, key: torch.Tensor, allowed: torch.Tensor | None, options: AttentionOptions,
+    for_dot_product: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention-BN: the paper's transform of both sides, or, for a dot-product kernel, the same scores with the
+    scale on the queries (the only form where each query has its own statistics)."""
+    settings = (options.bn_eps, options.bn_mean_weight, options.bn_use_std)
+    if for_dot_product and (fast.FAST_PATHS.bn_scale_on_queries or (allowed is not None and allowed.shape[-2] != 1)):
+        return fast.batch_normalize_for_dot_product(query, key, allowed, *settings)
+    return reference.batch_normalize_queries_keys(query, key, allowed, *settings)
+
+
+def _over_head_groups(
+    attend: Callable[..., tuple[torch.Tensor, ...]],
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    options: AttentionOptions,
+) -> tuple[torch.Tensor, ...]:
+    """Run ``attend(q, k, v, scale)`` once per group of heads sharing an SH scale, and put the heads of what it
+    returns (``(B, H_group, ...)`` tensors) back in order."""
     groups = options.head_groups()
     if len(groups) == 1:
-        weights, values = attend(query, key, value, groups[0][0])
-    else:
-        parts = [attend(query[:, heads], key[:, heads], value[:, heads], scale) for scale, heads in groups]
-        order = torch.tensor([head for _, heads in groups for head in heads], device=query.device).argsort()
-        weights = torch.cat([w for w, _ in parts], dim=1)[:, order]
-        values = torch.cat([v for _, v in parts], dim=1)[:, order]
-    return torch.matmul(weights, values), weights
+        return attend(query, key, value, groups[0][0])
+    num_heads = query.shape[1]
+    in_head_order = sorted(groups, key=lambda group: group[1][0])
+    if fast.FAST_PATHS.head_split_view and [h for _, heads in in_head_order for h in heads] == list(range(num_heads)):
+        # Each scale's heads are a consecutive range (the default layout): split the heads on the (B, N, H, D) view
+        # the projections produce, so that the backward pass gathers the gradients of q, k and v with one cat each,
+        # in that layout, and the outputs are written side by side in it too (the caller's
+        # transpose(1, 2).reshape(B, N, H * D) is then a view).
+        sizes = [len(heads) for _, heads in in_head_order]
+
+        def split(x: torch.Tensor) -> list[torch.Tensor]:
+            return [part.transpose(1, 2) for part in x.transpose(1, 2).split(sizes, dim=2)]
+
+        parts = [attend(q, k, v, scale)
+                 for (scale, _), q, k, v in zip(in_head_order, split(query), split(key), split(value))]
+        return tuple(torch.cat([x.transpose(1, 2) for x in same], dim=2).transpose(1, 2) for same in zip(*parts))
+
+    parts = []
+    for scale, heads in groups:
+        # Heads sharing a scale are contiguous in the default layout: a slice is a view, not a copy.
+        index = slice(heads[0], heads[-1] + 1) if heads == list(range(heads[0], heads[-1] + 1)) else heads
+        parts.append(attend(query[:, index], key[:, index], value[:, index], scale))
+    order = torch.tensor([head for _, heads in groups for head in heads], device=query.device).argsort()
+    return tuple(torch.cat(same, dim=1)[:, order] for same in zip(*parts))
 
 
 __all__ = [
-    "ATTENTION_KERNELS",
+    "ATTENTION_IMPLEMENTATIONS",
     "ATTENTION_TYPES",
+    "AttentionKernel",
     "AttentionOptions",
+    "AttentionSettings",
     "AttentionSpec",
+    "KERNELS",
     "TokenLayout",
-    "batch_normalize_queries_keys",
     "default_head_scales",
-    "eager_primal_dual_attention",
-    "linear_kernel",
-    "local_window_kernel",
+    "on_attention_types_added",
     "parse_attention_type",
-    "pool_keys_values",
-    "softmax_kernel",
-    "spread_over_members",
+    "primal_dual_attention",
+    "register_kernel",
+    "safe_compute_dtype",
 ]

@@ -21,6 +21,7 @@ keys that some queries may not see).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
@@ -31,30 +32,22 @@ from transformers.masking_utils import sdpa_mask
 
 from .attention import (
     ATTENTION_TYPES,
-    LINEAR_KERNEL_EPS,
     AttentionOptions,
-    AttentionSpec,
+    AttentionSettings,
     TokenLayout,
-    default_head_scales,
-    linear_kernel,
-    masked_softmax,
-    safe_compute_dtype,
-    scores,
+    on_attention_types_added,
+    primal_dual_attention,
 )
-from .attention_kernels import with_some_key
-from .modeling_attention import primal_dual_attention
 
 PREFIX = "primaldual_"
-REGISTERED_ATTENTIONS: dict[str, str] = {PREFIX + name: name for name in ATTENTION_TYPES}
+#: ``primaldual_<type>`` -> ``<type>``, for every attention type of the family (kernels registered later included).
+REGISTERED_ATTENTIONS: dict[str, str] = {}
 SETTINGS_ATTRIBUTE = "primaldual_attention"
+#: The settings a stock model takes: the family's (:class:`AttentionSettings`, the type being the attention
+#: function's name) and SH's token layout, which the package's own models know and a stock model's config does not.
 DEFAULT_SETTINGS: dict[str, Any] = {
-    "head_scales": None,  # one pooling factor per head; None: default_head_scales(num_heads)
-    "sh_pooling": "mean",
-    "bn_eps": 1e-5,
-    "bn_mean_weight": 1.0,
-    "bn_use_std": True,
-    "attention_window": 16,
-    "num_prefix_tokens": None,  # SH token layout; None: inferred from the model type
+    **{f.name: f.default for f in dataclasses.fields(AttentionSettings) if f.name != "attention_type"},
+    "num_prefix_tokens": None,  # None: inferred from the model type
     "grid": None,  # [height, width] of the patch grid, "none" for 1-D; None: inferred
 }
 
@@ -90,24 +83,21 @@ def settings_of(config: Any) -> dict[str, Any]:
     return {**DEFAULT_SETTINGS, **given}
 
 
+def attention_settings(config: Any, attention_type: str, num_heads: int | None = None) -> AttentionSettings:
+    """The :class:`AttentionSettings` of a stock model run as ``primaldual_<attention_type>``, validated."""
+    given = settings_of(config)
+    settings = AttentionSettings(attention_type, **{name: given[name] for name in AttentionSettings.names()
+                                                    if name != "attention_type"})
+    try:
+        settings.check_settings(num_heads)
+    except ValueError as err:
+        raise ValueError(f"{SETTINGS_ATTRIBUTE}: {err}") from None
+    return settings
+
+
 def attention_options(config: Any, attention_type: str, num_heads: int, scaling: float | None) -> AttentionOptions:
-    settings = settings_of(config)
-    scales = settings["head_scales"] or default_head_scales(num_heads)
-    if len(scales) != num_heads or min(scales) < 1 or 1 not in scales:
-        raise ValueError(
-            f"{SETTINGS_ATTRIBUTE}['head_scales'] = {list(scales)} does not fit this model's {num_heads} heads: "
-            "give one integer >= 1 per head, at least one of them 1."
-        )
-    return AttentionOptions(
-        spec=ATTENTION_TYPES[attention_type],
-        head_scales=tuple(int(s) for s in scales),
-        sh_pooling=settings["sh_pooling"],
-        bn_eps=float(settings["bn_eps"]),
-        bn_mean_weight=float(settings["bn_mean_weight"]),
-        bn_use_std=bool(settings["bn_use_std"]),
-        attention_window=int(settings["attention_window"]),
-        scaling=scaling,
-    )
+    return AttentionOptions.from_settings(attention_settings(config, attention_type, num_heads), num_heads,
+                                          scaling=scaling)
 
 
 def token_layout(config: Any, length: int) -> TokenLayout:
@@ -206,86 +196,19 @@ def primal_dual_attention_forward(
     # Decoding with a cache (fewer queries than keys) places the local window by the queries' absolute positions.
     if same_keys_for_every_query and not (options.spec.kernel == "local_window" and q_length != kv_length):
         # No mask, or a padding mask: the family's own key mask.
-        key_mask = None if allowed is None or bool(allowed.all()) else allowed[:, 0, 0, :]
+        mask = None if allowed is None or bool(allowed.all()) else allowed[:, 0, 0, :]
         layout = token_layout(config, kv_length) if options.spec.scaled_heads else TokenLayout()
-        output, weights = primal_dual_attention(query, key, value, options, key_mask, layout, implementation, dropout)
     else:
-        if allowed is None:
-            allowed = torch.ones(1, 1, q_length, kv_length, dtype=torch.bool, device=query.device)
-        output, weights = per_query_attention(query, key, value, options, allowed, implementation, dropout, config)
+        mask = torch.ones(1, 1, q_length, kv_length, dtype=torch.bool, device=query.device) if allowed is None \
+            else allowed[:, :1] if allowed.shape[1] == 1 else allowed
+        if mask.shape[1] != 1:
+            raise ValueError("The primal-dual attentions take one mask for all heads, not a mask per head.")
+        layout = TokenLayout()
+    try:
+        output, weights = primal_dual_attention(query, key, value, options, mask, layout, implementation, dropout)
+    except ValueError as err:
+        raise ValueError(f"{getattr(config, 'model_type', 'This model')}: {err}") from None
     return output.transpose(1, 2).contiguous(), weights
-
-
-def per_query_attention(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    options: AttentionOptions,
-    allowed: torch.Tensor,
-    implementation: str,
-    dropout: float,
-    config: Any,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The family where each query sees its own keys (``allowed``: boolean ``(B, 1|H, N_q, N_k)``; causal models).
-
-    Attention-BN normalises query ``i`` and the keys with the statistics of the keys query ``i`` may see; for the
-    softmax kernel only ``s_i^2 (q_i - beta mu_i)`` is needed (the rest is constant per query). SH is refused.
-    """
-    spec: AttentionSpec = options.spec
-    name = getattr(config, "model_type", "this model")
-    if spec.scaled_heads:
-        raise ValueError(
-            f"Attention-SH needs every query to see the same keys, but {name}'s queries see different ones (a causal "
-            "or windowed mask): a pooled slot would mix keys that some queries may not see. Use primaldual_bn or "
-            "primaldual_softmax on this model."
-        )
-    if spec.kernel == "linear" and spec.batch_norm:
-        raise ValueError(
-            f"linear_bn on {name}, whose queries see different keys (a causal or windowed mask), would normalise "
-            "the keys once per query (O(N^2 D) memory): use primaldual_bn or primaldual_linear."
-        )
-    dtype = query.dtype
-    compute_dtype = safe_compute_dtype(spec, dtype)
-    query, key, value = (x.to(compute_dtype) for x in (query, key, value))
-    if spec.kernel == "local_window":
-        positions_q = torch.arange(key.shape[-2] - query.shape[-2], key.shape[-2], device=query.device)
-        positions_k = torch.arange(key.shape[-2], device=query.device)
-        allowed = allowed & ((positions_q[:, None] - positions_k[None, :]).abs() <= options.attention_window)
-    allowed = with_some_key(allowed)
-    if spec.kernel == "linear":
-        weights = linear_kernel(query, key, None, options) * allowed
-        weights = weights / weights.sum(dim=-1, keepdim=True).clamp_min(LINEAR_KERNEL_EPS)
-        output = torch.matmul(weights, value)
-        return output.to(dtype), (weights.to(dtype) if implementation == "eager" else None)
-    if spec.batch_norm:
-        query, key = batch_normalize_per_query(query, key, allowed, options)
-    if implementation == "eager":
-        weights = masked_softmax(scores(query, key, options.scaling), allowed, query.dtype)
-        weights = torch.nn.functional.dropout(weights, p=dropout, training=dropout > 0)
-        return torch.matmul(weights, value).to(dtype), weights.to(dtype)
-    output = torch.nn.functional.scaled_dot_product_attention(
-        query, key, value, attn_mask=allowed, dropout_p=dropout, scale=options.scaling
-    )
-    return output.to(dtype), None
-
-
-def batch_normalize_per_query(
-    query: torch.Tensor, key: torch.Tensor, allowed: torch.Tensor, options: AttentionOptions
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(s_i^2 (q_i - beta mu_i), k_j - c)``: the softmax scores of Attention-BN up to a constant per query, with
-    ``mu_i``, ``s_i`` the mean and inverse std of the keys query ``i`` may see (``c``, the mean of all keys, only
-    conditions the scores: a shift of every key by the same vector changes each query's scores by a constant)."""
-    keys = key.to(torch.promote_types(key.dtype, torch.float32))
-    centre = keys.mean(dim=-2, keepdim=True)
-    centred = keys - centre
-    weights = allowed.to(keys.dtype)
-    count = weights.sum(dim=-1, keepdim=True).clamp_min(1.0)
-    mean = torch.matmul(weights, centred) / count  # (B, H, N_q, D), relative to the centre
-    query_out = query.to(keys.dtype) - options.bn_mean_weight * (mean + centre)
-    if options.bn_use_std:
-        var = (torch.matmul(weights, centred.square()) / count - mean.square()).clamp_min(0.0)
-        query_out = query_out / (var + options.bn_eps)
-    return query_out.to(query.dtype), centred.to(query.dtype)
 
 
 def _named_attention(attention_type: str) -> Callable[..., tuple[torch.Tensor, torch.Tensor | None]]:
@@ -299,14 +222,21 @@ def _named_attention(attention_type: str) -> Callable[..., tuple[torch.Tensor, t
     return attention
 
 
-def register_primal_dual_attentions() -> list[str]:
-    """Register ``primaldual_<type>`` for every ``attention_type`` in transformers' ``AttentionInterface`` (with
-    the SDPA mask builder in ``AttentionMaskInterface``, without which padding and causal masks would be dropped).
-    Idempotent; returns the names."""
-    for name, attention_type in REGISTERED_ATTENTIONS.items():
+def register_primal_dual_attentions(attention_types: list[str] | None = None) -> list[str]:
+    """Register ``primaldual_<type>`` for every ``attention_type`` (or those given) in transformers'
+    ``AttentionInterface`` (with the SDPA mask builder in ``AttentionMaskInterface``, without which padding and
+    causal masks would be dropped). Idempotent; returns the names. Kernels registered later are added as they come."""
+    names = []
+    for attention_type in ATTENTION_TYPES if attention_types is None else attention_types:
+        name = PREFIX + attention_type
         AttentionInterface.register(name, _named_attention(attention_type))
         AttentionMaskInterface.register(name, sdpa_mask)
-    return list(REGISTERED_ATTENTIONS)
+        REGISTERED_ATTENTIONS[name] = attention_type
+        names.append(name)
+    return names
+
+
+on_attention_types_added(register_primal_dual_attentions)
 
 
 __all__ = [

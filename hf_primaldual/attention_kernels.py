@@ -1,17 +1,29 @@
-"""The fast kernels of the primal-dual family: what runs under ``attn_implementation="sdpa"`` (the default).
+"""The fast implementations of the primal-dual family: what runs under ``attn_implementation="sdpa"`` (the
+default), each checked against the formulas of :mod:`.attention_reference` by the tests.
 
-The same maths as :mod:`.attention` (the reference, ``"eager"``), never materialising the attention matrix: the
-softmax kernel through :func:`torch.nn.functional.scaled_dot_product_attention` (BN only changes q and k; SH is one
-fused call per distinct scale), the linear kernel in its O(N) form, the local window as blocks in O(N * window).
-Besides, CPU engineering that PyTorch lacks: attention dropout through the fused CPU kernel, a fused backward
-for Attention-BN, and pooling without gathering windows when every key is real. Each is checked against
-:mod:`.attention` by the tests.
+The kernels never materialise the attention matrix where their maths allows it: the softmax kernel through
+:func:`torch.nn.functional.scaled_dot_product_attention`, the linear kernel in its O(N) form, the local window as
+blocks in O(N * window). Beside them, the engineering PyTorch lacks on CPU, each trick behind one switch of
+:data:`FAST_PATHS` (:func:`fast_paths` flips them, for tests and benchmarks):
+
+* ``fused_cpu_dropout``: attention dropout through the fused CPU kernel (PyTorch's CPU flash kernel refuses
+  dropout; its math kernel materialises the matrix several times over);
+* ``bn_scale_on_queries``: Attention-BN for dot-product kernels with the whole scale on the queries
+  (``((q - b mu) s)^T ((k - b mu) s) = ((q - b mu) s^2)^T (k - b mu)``), one transform fewer;
+* ``fused_bn_backward``: that transform's backward written out, where every key is real;
+* ``strided_pooling``: Attention-SH's pooling as strided reductions (``avg_pool2d`` on grids) where every key is
+  real, instead of gathering windows;
+* ``head_split_view``: SH's head groups split on the ``(B, N, H, D)`` view the projections produce;
+* ``local_window_blocks``: sparse attention in blocks of queries, O(N * window), instead of one masked call.
+
+Masks follow :mod:`.attention_reference`: ``allowed`` is boolean, broadcastable to ``(B, H, N_q, N_k)``, ``True``
+where a query may attend to a key; ``(B, 1, 1, N_k)`` when every query sees the same keys.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
+import dataclasses
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -21,33 +33,59 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .attention import (
-    AttentionOptions,
+from .attention_reference import (
+    LINEAR_KERNEL_EPS,
     TokenLayout,
-    batch_normalize_queries_keys,
     check_layout,
     elu_feature_map,
     key_statistics,
-    LINEAR_KERNEL_EPS,
+    linear_kernel,
+    window_band,
+    with_some_key,
 )
 
 
-def with_some_key(mask: torch.Tensor) -> torch.Tensor:
-    """Let a query that may see no key (a padded query outside every real key's window) see all of them.
+@dataclasses.dataclass
+class FastPaths:
+    """The fast paths' switches (see the module's doc); all on by default. ``fused_cpu_dropout`` starts off where
+    the environment sets ``HF_PRIMALDUAL_FUSED_CPU_DROPOUT=0`` (a whole training run on PyTorch's own dropout)."""
 
-    Its output is discarded by the model anyway; this keeps it finite instead of NaN, which would leak into
-    gradients through the masked reductions downstream.
-    """
-    return mask | ~mask.any(dim=-1, keepdim=True)
+    fused_cpu_dropout: bool = os.environ.get("HF_PRIMALDUAL_FUSED_CPU_DROPOUT", "1").strip() != "0"
+    bn_scale_on_queries: bool = True
+    fused_bn_backward: bool = True
+    strided_pooling: bool = True
+    head_split_view: bool = True
+    local_window_blocks: bool = True
 
 
-def _key_mask_4d(key_mask: torch.Tensor | None) -> torch.Tensor | None:
-    """``(B, N)`` -> ``(B, 1, 1, N)``, broadcastable against ``(B, H, N_q, N)`` scores."""
-    return None if key_mask is None else key_mask[:, None, None, :]
+#: The switches in force. A plain object, not a context variable: torch.compile guards on its attributes instead of
+#: breaking the graph to read them.
+FAST_PATHS = FastPaths()
+
+
+@contextlib.contextmanager
+def fast_paths(**switches: bool) -> Iterator[FastPaths]:
+    """Within the block, the named switches of :data:`FAST_PATHS` take the given values, e.g.
+    ``with fast_paths(fused_cpu_dropout=False): ...`` (PyTorch's own dropout, for a comparison in one process)."""
+    unknown = set(switches) - {f.name for f in dataclasses.fields(FastPaths)}
+    if unknown:
+        raise ValueError(f"Unknown fast-path switches {sorted(unknown)}: the switches are {list(FastPaths.__annotations__)}.")
+    before = dataclasses.asdict(FAST_PATHS)
+    for name, value in switches.items():
+        setattr(FAST_PATHS, name, bool(value))
+    try:
+        yield FAST_PATHS
+    finally:
+        for name, value in before.items():
+            setattr(FAST_PATHS, name, value)
+
+
+def _same_keys_for_every_query(allowed: torch.Tensor | None) -> bool:
+    return allowed is None or allowed.shape[-2] == 1
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Kernels: (query, key, value, mask, dropout_p) -> output
+# Kernels: (query, key, value, allowed, ...) -> output
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -55,7 +93,7 @@ def softmax_attention(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
-    mask: torch.Tensor | None = None,
+    allowed: torch.Tensor | None = None,
     dropout_p: float = 0.0,
     scale: float | None = None,
 ) -> torch.Tensor:
@@ -63,57 +101,37 @@ def softmax_attention(
 
     Args:
         query: ``(B, H, N_q, D)``; key, value: ``(B, H, N_k, D)``.
-        mask: boolean, broadcastable to ``(B, H, N_q, N_k)``, ``True`` where a query may attend to a key.
+        allowed: boolean, broadcastable to ``(B, H, N_q, N_k)``, ``True`` where a query may attend to a key.
     """
-    if mask is not None:
-        mask = with_some_key(mask)
+    if allowed is not None:
+        allowed = with_some_key(allowed)
     if dropout_p > 0 and _fused_dropout_available(query, key, value):
         shape = query.shape[:-1] + key.shape[-2:-1]
         dropout_mask, dropout_p = attention_dropout_additive_mask(shape, dropout_p, query.dtype)
-        return _fused_attention_with_dropout(query, key, value, mask, dropout_mask, dropout_p, scale)
-    return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout_p, scale=scale)
+        return _fused_attention_with_dropout(query, key, value, allowed, dropout_mask, dropout_p, scale)
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=allowed, dropout_p=dropout_p, scale=scale)
 
 
-# materialises the attention matrix several times over and draws one Bernoulli variable per entry (measured at
-# N = 1152, 8 heads, head dim 8: 10x slower forward + backward than without dropout). Dropout is instead run
-# through the fused kernel with the dropped entries masked out, and renormalised with the log-sum-exps it returns.
+# PyTorch's CPU flash kernel refuses dropout, so scaled_dot_product_attention(dropout_p > 0) on CPU takes its math
+# kernel, which materialises the attention matrix several times over and draws one Bernoulli variable per entry.
+# Dropout is instead run through the fused kernel with the dropped entries masked out, and renormalised with the
+# log-sum-exps it returns.
 _flash_attention_cpu = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 _flash_attention_cpu_backward = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
 
 
-# Outside any fused_cpu_dropout block: on, unless HF_PRIMALDUAL_FUSED_CPU_DROPOUT=0 (for whole training runs).
-_FUSED_CPU_DROPOUT = contextvars.ContextVar(
-    "fused_cpu_dropout", default=os.environ.get("HF_PRIMALDUAL_FUSED_CPU_DROPOUT", "1").strip() != "0"
-)
-
-
-@contextlib.contextmanager
-def fused_cpu_dropout(enabled: bool) -> Iterator[None]:
-    """Within the block, attention dropout on CPU runs through the fused kernel wherever it is the faster one,
-    for calls of at least ``2**17`` scores (``True``), or always through PyTorch's own
-    ``scaled_dot_product_attention(dropout_p=...)``, its math kernel (``False``: the code path before the fused
-    dropout, kept so that benchmarks compare the two in one process). Outside any block it is ``True``, unless the
-    environment sets ``HF_PRIMALDUAL_FUSED_CPU_DROPOUT=0`` (a whole training run on the path before).
-    Both drop each attention probability independently with the same probability; their random streams differ."""
-    token = _FUSED_CPU_DROPOUT.set(enabled)
-    try:
-        yield
-    finally:
-        _FUSED_CPU_DROPOUT.reset(token)
-
-
-# Below about this many scores per call (B * H * N_q * N_k; e.g. JapaneseVowels' 16 x 8 x 29 x 29) the fused
-# path's two kernel calls each way and its mask cost more than PyTorch's math kernel saves (docs/PERFORMANCE.md).
+# Below about this many scores per call (B * H * N_q * N_k) the fused path's two kernel calls each way and its mask
+# cost more than PyTorch's math kernel saves (docs/PERFORMANCE.md).
 _FUSED_DROPOUT_MIN_SCORES = 1 << 17
 
 
 def _fused_dropout_available(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> bool:
     # Under torch.compile, SDPA's own dropout is left to inductor, which fuses it (and cannot trace the NumPy
-    # generator the keep mask is drawn from).
+    # generator the keep mask is drawn from); checked first, so that compiling reads no switch.
     return (
-        _flash_attention_cpu is not None
-        and _FUSED_CPU_DROPOUT.get()
-        and not torch.compiler.is_compiling()
+        not torch.compiler.is_compiling()
+        and _flash_attention_cpu is not None
+        and FAST_PATHS.fused_cpu_dropout
         and query.shape[:-1].numel() * key.shape[-2] >= _FUSED_DROPOUT_MIN_SCORES
         and all(t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64, torch.bfloat16)
                 for t in (query, key, value))
@@ -267,22 +285,26 @@ def softmax_attention_with_dropout(
     """
     return _fused_attention_with_dropout(query, key, value, mask, _additive_mask(keep, query.dtype), p)
 
+
 def linear_attention(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
-    key_mask: torch.Tensor | None = None,
+    allowed: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``Phi(q_i)^T (sum_j Phi(k_j) v_j^T) / (Phi(q_i)^T sum_j Phi(k_j))`` in O(N): the linear kernel without its
-    matrix (so without attention dropout).
+    """``Phi(q_i)^T (sum_j Phi(k_j) v_j^T) / (Phi(q_i)^T sum_j Phi(k_j))`` in O(N) where every query sees the same
+    keys: the linear kernel without its matrix (so without attention dropout). Where queries see different keys
+    (a causal mask), the sums differ per query and the matrix is formed.
 
     Args:
-        query: ``(B, H, N_q, D)``; key, value: ``(B, H, N_k, D)``; key_mask: boolean ``(B, N_k)``.
+        query: ``(B, H, N_q, D)``; key, value: ``(B, H, N_k, D)``; allowed: see the module's doc.
     """
+    if not _same_keys_for_every_query(allowed):
+        return torch.matmul(linear_kernel(query, key, allowed), value)
     phi_query = elu_feature_map(query)
     phi_key = elu_feature_map(key)
-    if key_mask is not None:
-        phi_key = phi_key * key_mask[:, None, :, None].to(phi_key.dtype)
+    if allowed is not None:
+        phi_key = phi_key * with_some_key(allowed).transpose(-1, -2).to(phi_key.dtype)
     key_value = torch.matmul(phi_key.transpose(-1, -2), value)  # (B, H, D, D_v)
     normaliser = torch.matmul(phi_query, phi_key.sum(dim=-2).unsqueeze(-1))  # (B, H, N_q, 1)
     return torch.matmul(phi_query, key_value) / normaliser.clamp_min(LINEAR_KERNEL_EPS)
@@ -293,20 +315,28 @@ def local_window_attention(
     key: torch.Tensor,
     value: torch.Tensor,
     window: int,
-    key_mask: torch.Tensor | None = None,
+    allowed: torch.Tensor | None = None,
     dropout_p: float = 0.0,
     scale: float | None = None,
 ) -> torch.Tensor:
-    """Sparse attention: query ``i`` attends to keys ``j`` with ``|i - j| <= window`` (softmax kernel).
+    """Sparse attention: query ``i`` attends to the allowed keys ``j`` with ``|i - j| <= window`` (softmax kernel);
+    a query with no allowed key in its window attends to its whole window.
 
-    The queries are split into blocks of ``block = max(window, 32)`` and each block gets the ``block + 2 * window``
-    keys around it, so time and memory are O(N * window), in one fused call.
+    Where every query sees the same keys, the queries are split into blocks of ``block = max(window, 32)`` and each
+    block gets the ``block + 2 * window`` keys around it, so time and memory are O(N * window), in one fused call;
+    otherwise (a causal mask, decoding with a cache) one fused call with the band and the mask.
 
     Args:
-        query, key, value: ``(B, H, N, D)``.
-        key_mask: boolean ``(B, N)``, ``True`` for real keys.
+        query: ``(B, H, N_q, D)``; key, value: ``(B, H, N_k, D)``; allowed: see the module's doc.
     """
     batch, heads, length, head_dim = query.shape
+    if not (FAST_PATHS.local_window_blocks and _same_keys_for_every_query(allowed) and key.shape[-2] == length):
+        band = window_band(length, key.shape[-2], window, query.device)
+        if allowed is not None:
+            real = band & allowed
+            band = torch.where(real.any(dim=-1, keepdim=True), real, band)
+        return softmax_attention(query, key, value, band, dropout_p, scale)
+    key_mask = None if allowed is None else allowed[:, 0, 0, :]
     block = min(max(window, 32), length)
     num_blocks = math.ceil(length / block)
     padded_length = num_blocks * block
@@ -390,30 +420,32 @@ class _DotProductBatchNorm(torch.autograd.Function):
 def batch_normalize_for_dot_product(
     query: torch.Tensor,
     key: torch.Tensor,
-    key_mask: torch.Tensor | None,
+    allowed: torch.Tensor | None,
     eps: float,
     mean_weight: float,
     use_std: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention-BN where only the dot products ``q_i^T k_j`` matter (the softmax kernel): the same scores as
-    :func:`.attention.batch_normalize_queries_keys` with fewer passes over ``q`` and ``k``.
+    """Attention-BN for a kernel that sees queries and keys only through ``q_i^T k_j`` and is unchanged by adding
+    a constant to a query's scores (softmax): ``(s_i^2 (q_i - beta mu_i), k_j - c)``.
 
-    ``((q - beta mu) * s)^T ((k - beta mu) * s) = ((q - beta mu) * s^2)^T (k - beta mu)``, so the whole scale goes on
-    the queries. The keys stay centred, so the scores are as well conditioned as with the scale on both sides.
-    In float16 ``s^2`` can overflow (a constant key feature gives 1e5): there the plain transform is used.
+    ``((q_i - beta mu_i) s_i)^T ((k_j - beta mu_i) s_i) = (s_i^2 (q_i - beta mu_i))^T k_j + const_i``, so the whole
+    scale goes on the queries and the keys are only shifted, by any vector ``c`` (a shift changes each query's
+    scores by a constant): ``beta mu`` where every query sees the same keys, the mean of all keys otherwise (the
+    statistics ``mu_i``, ``s_i`` being those of the keys query ``i`` may see, :func:`.key_statistics`). Centred
+    keys keep the scores as well conditioned as the transform of both sides.
+
+    Args:
+        query: ``(B, H, N_q, D)``; key: ``(B, H, N_k, D)``; allowed: see the module's doc.
     """
-    if query.dtype == torch.float16:
-        return batch_normalize_queries_keys(query, key, key_mask, eps, mean_weight, use_std)
-    if key_mask is None and query.dtype in (torch.float32, torch.float64) and key.dtype == query.dtype:
+    if allowed is None and FAST_PATHS.fused_bn_backward and query.dtype in (torch.float32, torch.float64) \
+            and key.dtype == query.dtype:
         return _DotProductBatchNorm.apply(query, key, eps, float(mean_weight), use_std)
-    var, mean = key_statistics(key, key_mask)
-    if mean_weight != 0:
-        shift = (mean_weight * mean).to(key.dtype)
-        query, key = query - shift, key - shift
+    var, mean = key_statistics(key, allowed)
+    query_out = query.to(mean.dtype) - mean_weight * mean
     if use_std:
-        query = query * torch.reciprocal(var + eps).to(key.dtype)
-    return query, key
-
+        query_out = query_out * torch.reciprocal(var + eps)
+    centre = mean_weight * mean if mean.shape[-2] == 1 else key.to(mean.dtype).mean(dim=-2, keepdim=True)
+    return query_out.to(query.dtype), key - centre.to(key.dtype)
 
 
 def _pool_every_key_real(
@@ -477,7 +509,7 @@ def pool_keys_values(
     body_length = length - prefix
     check_layout(length, layout)
 
-    if key_mask is None:
+    if key_mask is None and FAST_PATHS.strided_pooling:
         pooled_key = _pool_every_key_real(key, scale, layout, mode)
         if pooled_key is not None:
             return pooled_key, _pool_every_key_real(value, scale, layout, mode), None
@@ -534,87 +566,16 @@ def pool_keys_values(
     return pool(key), pool(value), pooled_mask
 
 
-
-# ----------------------------------------------------------------------------------------------------------------
-# The family, composed
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def sdpa_primal_dual_attention(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    options: AttentionOptions,
-    key_mask: torch.Tensor | None = None,
-    layout: TokenLayout = TokenLayout(),
-    dropout_p: float = 0.0,
-) -> torch.Tensor:
-    """:func:`.attention.eager_primal_dual_attention`'s output through the fast kernels.
-
-    Args:
-        query, key, value: ``(B, H, N, D)``; key_mask: boolean ``(B, N)``, ``True`` for real keys.
-
-    Returns:
-        The ``(B, H, N, D)`` output.
-    """
-    spec = options.spec
-    if spec.kernel == "local_window":
-        return local_window_attention(
-            query, key, value, options.attention_window, key_mask, dropout_p, options.scaling
-        )
-
-    def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: int) -> torch.Tensor:
-        mask = key_mask
-        if scale > 1:
-            k, v, mask = pool_keys_values(k, v, key_mask, scale, layout, options.sh_pooling)
-        if spec.kernel == "softmax":
-            if spec.batch_norm:
-                q, k = batch_normalize_for_dot_product(
-                    q, k, mask, options.bn_eps, options.bn_mean_weight, options.bn_use_std
-                )
-            return softmax_attention(q, k, v, _key_mask_4d(mask), dropout_p, options.scaling)
-        if spec.batch_norm:
-            q, k = batch_normalize_queries_keys(q, k, mask, options.bn_eps, options.bn_mean_weight, options.bn_use_std)
-        return linear_attention(q, k, v, mask)
-
-    num_heads = query.shape[1]
-    groups = options.head_groups()
-    if len(groups) == 1:
-        return attend(query, key, value, groups[0][0])
-
-    in_head_order = sorted(groups, key=lambda group: group[1][0])
-    if [head for _, heads in in_head_order for head in heads] == list(range(num_heads)):
-        # Each scale's heads are a consecutive range (the default layout): split the heads on the (B, N, H, D)
-        # view the projections produce, so that the backward pass gathers the gradients of q, k and v with one
-        # cat each, in that layout, and the outputs are written side by side in it too (the caller's
-        # transpose(1, 2).reshape(B, N, H * D) is then a view).
-        sizes = [len(heads) for _, heads in in_head_order]
-
-        def split(x: torch.Tensor) -> list[torch.Tensor]:
-            return [part.transpose(1, 2) for part in x.transpose(1, 2).split(sizes, dim=2)]
-
-        outputs = [
-            attend(q, k, v, scale) for (scale, _), q, k, v in zip(in_head_order, split(query), split(key), split(value))
-        ]
-        return torch.cat([out.transpose(1, 2) for out in outputs], dim=2).transpose(1, 2)
-
-    outputs = []
-    for scale, heads in groups:
-        # Heads sharing a scale are contiguous in the default layout: a slice is a view, not a copy.
-        index = slice(heads[0], heads[-1] + 1) if heads == list(range(heads[0], heads[-1] + 1)) else heads
-        outputs.append(attend(query[:, index], key[:, index], value[:, index], scale))
-    order = torch.tensor([head for _, heads in groups for head in heads], device=query.device).argsort()
-    return torch.cat(outputs, dim=1)[:, order]
-
-
 __all__ = [
+    "FAST_PATHS",
+    "FastPaths",
     "attention_dropout_additive_mask",
     "attention_dropout_keep_mask",
     "batch_normalize_for_dot_product",
+    "fast_paths",
     "linear_attention",
     "local_window_attention",
     "pool_keys_values",
-    "sdpa_primal_dual_attention",
     "softmax_attention",
     "softmax_attention_with_dropout",
 ]

@@ -6,21 +6,22 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import difflib
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 from transformers.utils import logging
 
-from .attention import ATTENTION_TYPES, SH_POOLING_MODES, parse_attention_type
+from .attention import AttentionSettings
 
 logger = logging.get_logger(__name__)
 
 
 @strict
-class PrimalDualAttentionConfig(PreTrainedConfig):
+class PrimalDualAttentionConfig(PreTrainedConfig, AttentionSettings):
     r"""
-    Base configuration of the primal-dual models (not used on its own).
+    Base configuration of the primal-dual models (not used on its own). Its attention fields are those of
+    [`AttentionSettings`], declared there once:
 
     attention_type (`str`, *optional*, defaults to `"softmax"`):
         One of `softmax`, `linear`, `sparse`, `bn`, `sh`, `bn_sh`, `linear_bn`, `linear_sh`, `linear_bn_sh`:
@@ -45,14 +46,6 @@ class PrimalDualAttentionConfig(PreTrainedConfig):
     # The Auto classes a checkpoint of this family loads with, from the code files saved beside it
     # (`trust_remote_code=True`, no package needed); written to config.json as `auto_map`.
     code_auto_map: ClassVar[dict[str, str]] = {}
-
-    attention_type: str = "softmax"
-    attention_window: int = 16
-    head_scales: list[int] | tuple[int, ...] | None = None
-    sh_pooling: Literal["mean", "max"] = "mean"
-    bn_eps: float = 1e-5
-    bn_mean_weight: float | int = 1.0
-    bn_use_std: bool = True
 
     hidden_size: int = 192
     num_attention_heads: int = 3
@@ -90,9 +83,8 @@ class PrimalDualAttentionConfig(PreTrainedConfig):
             _LOADING.reset(token)
 
     def validate_attention(self) -> None:
-        """Part of `@strict`-powered validation: the attention fields agree with each other and the heads."""
-        if self.attention_type not in ATTENTION_TYPES:
-            parse_attention_type(self.attention_type)  # raises with the list of valid names
+        """Part of `@strict`-powered validation: the attention settings (:meth:`AttentionSettings.check_settings`)
+        and the model's sizes agree with each other."""
         for name in ("hidden_size", "num_attention_heads", "num_hidden_layers"):
             value = getattr(self, name, 1)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -101,36 +93,13 @@ class PrimalDualAttentionConfig(PreTrainedConfig):
             value = getattr(self, name, 0.0)
             if not 0 <= value < 1:
                 raise ValueError(f"{name} is a probability of dropping, in [0, 1): got {value!r}.")
-        if isinstance(self.attention_window, bool) or not isinstance(self.attention_window, int):
-            raise ValueError(f"attention_window must be an integer (keys on each side), got {self.attention_window!r}.")
         if self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
                 f"({self.num_attention_heads}): change one of them, e.g. hidden_size="
                 f"{self.num_attention_heads * max(1, self.hidden_size // self.num_attention_heads)}."
             )
-        if self.attention_window < 1:
-            raise ValueError(
-                f"attention_window must be >= 1 (keys on each side of a query), got {self.attention_window}."
-            )
-        if self.head_scales is not None:
-            scales = list(self.head_scales)
-            if len(scales) != self.num_attention_heads:
-                raise ValueError(
-                    f"head_scales needs one factor per head: got {len(scales)} ({scales}) for "
-                    f"num_attention_heads={self.num_attention_heads}."
-                )
-            if any(not isinstance(s, int) or s < 1 for s in scales):
-                raise ValueError(f"head_scales must be integers >= 1 (1 = no pooling), got {scales}.")
-            if 1 not in scales:
-                raise ValueError(
-                    f"head_scales needs at least one head at scale 1 (full resolution), got {scales}: "
-                    "set one of them to 1."
-                )
-        if self.sh_pooling not in SH_POOLING_MODES:
-            raise ValueError(f"sh_pooling must be one of {SH_POOLING_MODES}, got {self.sh_pooling!r}.")
-        if self.bn_eps <= 0:
-            raise ValueError(f"bn_eps must be > 0, got {self.bn_eps}.")
+        self.check_settings(self.num_attention_heads)
 
 
 def _refuse_misspelt_fields(config: PreTrainedConfig, extra: dict) -> None:

@@ -55,7 +55,7 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING, CONFIG_M
 
 from . import configuration_primaldual_registration as registration
 from .attention import ATTENTION_TYPES
-from .attention_interface import DEFAULT_SETTINGS, PREFIX, SETTINGS_ATTRIBUTE, settings_of
+from .attention_interface import DEFAULT_SETTINGS, PREFIX, SETTINGS_ATTRIBUTE, attention_settings, settings_of
 from .hub import MODEL_CARD_TEMPLATES, REPO_ID_PLACEHOLDER, attention_formula, framework_versions
 
 logger = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ def convert_checkpoint(
     source = _resolve_source(model_name_or_path, revision, token, cache_dir)
     _check_apart(source.folder, output)
     config_dict = _read_config(source)
-    settings = _resolve_settings(settings, config_dict)
+    settings = _resolve_settings(settings, config_dict, name.removeprefix(PREFIX))
 
     output.parent.mkdir(parents=True, exist_ok=True)
     # A hidden sibling (same file system: the final rename is atomic), made with the user's umask, not mkdtemp's 0700.
@@ -265,12 +265,18 @@ def _read_config(source: Source) -> dict[str, Any]:
     return config
 
 
-def _resolve_settings(settings: Mapping[str, Any] | None, config: Mapping[str, Any]) -> dict[str, Any]:
+def _resolve_settings(
+    settings: Mapping[str, Any] | None, config: Mapping[str, Any], attention_type: str
+) -> dict[str, Any]:
+    """The settings over the defaults, checked (types, finite values, ranges; head_scales against the heads)."""
     given = config.get(SETTINGS_ATTRIBUTE) if settings is None else settings
     if given is not None and not isinstance(given, Mapping):
         raise ConversionError(f"settings must be a dict of {sorted(DEFAULT_SETTINGS)}, not {given!r}.")
+    holder = SimpleNamespace(**{SETTINGS_ATTRIBUTE: dict(given or {})})
+    heads = config.get("num_attention_heads")
     try:
-        return settings_of(SimpleNamespace(**{SETTINGS_ATTRIBUTE: dict(given or {})}))
+        attention_settings(holder, attention_type, heads if isinstance(heads, int) else None)
+        return settings_of(holder)
     except ValueError as error:
         raise ConversionError(str(error)) from None
 

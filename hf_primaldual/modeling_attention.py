@@ -1,10 +1,10 @@
-"""The attention layer of the primal-dual models, and the switch between the two implementations of the family.
+"""The attention layer of the primal-dual models.
 
 ``config.attention_type`` chooses the maths (:mod:`.attention`); ``config._attn_implementation``, transformers'
 ``attn_implementation``, chooses how it is computed:
 
 * ``"eager"``: the formula, with the attention matrix materialised and returned (the reference);
-* ``"sdpa"`` (the default): the fused kernels of :mod:`.attention_kernels`; no attention matrix, so with
+* ``"sdpa"`` (the default): the fast kernels of :mod:`.attention_kernels`; no attention matrix, so with
   ``output_attentions=True`` the attentions are ``None``, as in transformers' own models under ``sdpa``.
 """
 
@@ -14,56 +14,9 @@ import torch
 from torch import nn
 from transformers.utils import logging
 
-from .attention import AttentionOptions, TokenLayout, eager_primal_dual_attention, safe_compute_dtype
-from .attention_kernels import sdpa_primal_dual_attention
+from .attention import AttentionOptions, TokenLayout, primal_dual_attention
 
 logger = logging.get_logger(__name__)
-
-ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa")
-
-
-def primal_dual_attention(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    options: AttentionOptions,
-    key_mask: torch.Tensor | None = None,
-    layout: TokenLayout = TokenLayout(),
-    implementation: str = "sdpa",
-    dropout_p: float = 0.0,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Multi-head attention of any type of the family: one function, the implementation chosen by name.
-
-    Args:
-        query, key, value: ``(B, H, N, D)``.
-        options: the attention type and its settings (:class:`AttentionOptions`).
-        key_mask: boolean ``(B, N)``, ``True`` for real keys; padded keys take no weight, are left out of BN
-            statistics and of SH pooling.
-        layout: prefix tokens and 2-D grid, for SH pooling.
-        implementation: ``"eager"`` or ``"sdpa"``.
-        dropout_p: attention dropout (0 in evaluation).
-
-    Returns:
-        ``(output, weights)``: ``(B, H, N, D)``, and for ``"eager"`` the ``(B, H, N, N)`` attention matrix over the
-        original keys (for SH heads each pooled slot's weight spread over its members), for ``"sdpa"`` None.
-    """
-    if implementation not in ATTENTION_IMPLEMENTATIONS:
-        raise ValueError(
-            f"attn_implementation={implementation!r} is not available for the primal-dual attentions: use "
-            f"{' or '.join(map(repr, ATTENTION_IMPLEMENTATIONS))} (the attention itself is chosen by attention_type)."
-        )
-    dtype = query.dtype
-    compute_dtype = safe_compute_dtype(options.spec, dtype)
-    if compute_dtype != dtype:
-        query, key, value = (x.to(compute_dtype) for x in (query, key, value))
-    if implementation == "eager":
-        output, weights = eager_primal_dual_attention(query, key, value, options, key_mask, layout, dropout_p)
-    else:
-        output, weights = sdpa_primal_dual_attention(query, key, value, options, key_mask, layout, dropout_p), None
-    if compute_dtype != dtype:
-        output = output.to(dtype)
-        weights = None if weights is None else weights.to(dtype)
-    return output, weights
 
 
 class PrimalDualSelfAttention(nn.Module):
@@ -118,4 +71,4 @@ class PrimalDualSelfAttention(nn.Module):
         return self.o_proj(output), weights
 
 
-__all__ = ["ATTENTION_IMPLEMENTATIONS", "PrimalDualSelfAttention", "primal_dual_attention"]
+__all__ = ["PrimalDualSelfAttention"]

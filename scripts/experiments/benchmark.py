@@ -31,8 +31,8 @@ rows):
 * ``uea`` (:func:`benchmark_uea_training`): the same classifier's training step at the shapes of the six UEA sets
   of the three-seed grid (each set's longest series, its channels and classes; batch 16, the protocol's model),
   for every type with attention dropout, with the family's fused CPU dropout against PyTorch's
-  ``scaled_dot_product_attention(dropout_p=0.1)`` (:func:`~hf_primaldual.attention_kernels.fused_cpu_dropout`
-  ``(False)``: the code path before the fused dropout): the per-step speed-up behind the grid's CPU-hours.
+  ``scaled_dot_product_attention(dropout_p=0.1)`` (:func:`~hf_primaldual.attention_kernels.fast_paths`
+  ``(fused_cpu_dropout=False)``: the code path before the fused dropout): the per-step speed-up behind the grid's CPU-hours.
 * ``compile`` (:func:`check_graph_breaks`, and compiled rows in ``vit`` and ``attention``): graph breaks of the
   attention function and of both models under ``torch._dynamo.explain``, and ``torch.compile``d timings of the
   ViT training step (transformers' ViT, softmax, bn, sh, bn_sh; both sizes) and of the attention layer at
@@ -89,10 +89,10 @@ import torch._dynamo
 
 from hf_primaldual.attention import ATTENTION_TYPES, AttentionOptions, TokenLayout, parse_attention_type
 from hf_primaldual.attention_interface import PREFIX
-from hf_primaldual.attention_kernels import fused_cpu_dropout
+from hf_primaldual.attention_kernels import fast_paths
 from hf_primaldual.configuration_primaldual_timeseries import PrimalDualTimeSeriesConfig
 from hf_primaldual.configuration_primaldual_vit import PrimalDualViTConfig
-from hf_primaldual.modeling_attention import primal_dual_attention
+from hf_primaldual.attention import primal_dual_attention
 from hf_primaldual.modeling_primaldual_timeseries import PrimalDualTimeSeriesForClassification
 from hf_primaldual.modeling_primaldual_vit import PrimalDualViTForImageClassification
 
@@ -906,7 +906,9 @@ def benchmark_uea_training(
         for attention_type in attention_types:
             model = _series_classifier(s, attention_type, length, channels, num_labels=classes)
             models[(attention_type, UEA_FUSED)] = model
-            models[(attention_type, UEA_BEFORE)] = _ForwardWithin(copy.deepcopy(model), lambda: fused_cpu_dropout(False))
+            models[(attention_type, UEA_BEFORE)] = _ForwardWithin(
+                copy.deepcopy(model), lambda: fast_paths(fused_cpu_dropout=False)
+            )
         inputs = _series_inputs(s, length, channels, num_labels=classes)
         results = _time_models({f"{t} / {path}": m for (t, path), m in models.items()}, inputs, s, clock)
         for attention_type, path in models:

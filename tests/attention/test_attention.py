@@ -15,10 +15,10 @@ from hf_primaldual.attention import ATTENTION_TYPES, AttentionOptions, Attention
 from hf_primaldual.attention_kernels import (
     attention_dropout_additive_mask,
     attention_dropout_keep_mask,
-    fused_cpu_dropout,
+    fast_paths,
     softmax_attention_with_dropout,
 )
-from hf_primaldual.modeling_attention import primal_dual_attention
+from hf_primaldual.attention import primal_dual_attention
 from helpers.reference_attention import reference_attention, reference_probabilities
 
 ALL_TYPES = list(ATTENTION_TYPES)
@@ -229,9 +229,9 @@ def test_constant_key_features_and_large_inputs_stay_finite_in_every_precision(a
 
 
 def test_local_window_does_not_compose_with_bn_or_sh():
-    with pytest.raises(ValueError, match="local-window kernel.*does not compose"):
+    with pytest.raises(ValueError, match="local_window kernel.*does not compose"):
         AttentionSpec("local_window", batch_norm=True)
-    with pytest.raises(ValueError, match="local-window kernel.*does not compose"):
+    with pytest.raises(ValueError, match="local_window kernel.*does not compose"):
         AttentionSpec("local_window", scaled_heads=True)
     with pytest.raises(ValueError, match="Unknown attention kernel 'cosine'"):
         AttentionSpec("cosine")
@@ -334,13 +334,13 @@ def test_small_attention_dropout_runs_through_pytorch_where_that_is_faster():
 
 
 def test_the_path_before_the_fused_dropout_stays_selectable():
-    """Under fused_cpu_dropout(False) the family's dropout is PyTorch's own SDPA with dropout_p, draw for draw
+    """Under fast_paths(fused_cpu_dropout=False) the family's dropout is PyTorch's own SDPA with dropout_p, draw for draw
     (same seed, same output), and the block restores the fused path after it, also after an error."""
     q, k, v = random_qkv(length=192)
-    with fused_cpu_dropout(False):
+    with fast_paths(fused_cpu_dropout=False):
         torch.manual_seed(5)
         before, _ = primal_dual_attention(q, k, v, options_for("softmax"), dropout_p=0.3)
-        with pytest.raises(KeyError), fused_cpu_dropout(True):
+        with pytest.raises(KeyError), fast_paths(fused_cpu_dropout=True):
             raise KeyError
         torch.manual_seed(5)
         still_before, _ = primal_dual_attention(q, k, v, options_for("softmax"), dropout_p=0.3)
@@ -353,7 +353,7 @@ def test_the_path_before_the_fused_dropout_stays_selectable():
 
 
 def test_the_environment_selects_the_path_before_for_a_whole_run():
-    code = ("import torch; from hf_primaldual.modeling_attention import primal_dual_attention;"
+    code = ("import torch; from hf_primaldual.attention import primal_dual_attention;"
             "from hf_primaldual.attention import AttentionOptions, parse_attention_type;"
             "q = torch.randn(2, 4, 192, 8); torch.manual_seed(0);"
             "out, _ = primal_dual_attention(q, q, q, AttentionOptions(spec=parse_attention_type('softmax'), head_scales=(1, 1)),"

@@ -298,7 +298,7 @@ def test_settings_come_from_the_config_and_are_checked():
     torch.testing.assert_close(actual, main_output(model, inputs))
     model.set_attn_implementation("primaldual_sh")
     model.config.primaldual_attention = {"head_scales": [2, 2, 4]}
-    with pytest.raises(ValueError, match=r"head_scales'\] = \[2, 2, 4\].*at least one of them 1"):
+    with pytest.raises(ValueError, match=r"primaldual_attention: head_scales needs at least one head at scale 1.*\[2, 2, 4\]"):
         model(**inputs)
     model.config.primaldual_attention = {"bn_epsilon": 1e-3}
     with pytest.raises(ValueError, match=r"Unknown primaldual_attention settings \['bn_epsilon'\]"):

@@ -13,11 +13,10 @@ from hf_primaldual.attention import (
     ATTENTION_TYPES,
     AttentionOptions,
     TokenLayout,
-    batch_normalize_queries_keys,
     parse_attention_type,
-    pool_keys_values,
+    primal_dual_attention,
 )
-from hf_primaldual.modeling_attention import primal_dual_attention
+from hf_primaldual.attention_reference import batch_normalize_queries_keys, pool_keys_values
 
 ALL_TYPES = list(ATTENTION_TYPES)
 SOFTMAX_KERNEL_TYPES = [name for name, spec in ATTENTION_TYPES.items() if spec.kernel != "linear"]
@@ -144,7 +143,7 @@ def test_bn_for_the_softmax_kernel_gives_the_scores_and_gradients_of_the_plain_f
     upstream = torch.randn(2, 3, 13, 13, generator=generator, dtype=torch.float64)
 
     def scores(normalise):
-        nq, nk = normalise(q, k, key_mask, 1e-3, mean_weight, use_std)
+        nq, nk = normalise(q, k, None if key_mask is None else key_mask[:, None, None, :], 1e-3, mean_weight, use_std)
         s = nq @ nk.transpose(-1, -2)
         return s, torch.autograd.grad((s * upstream).sum(), (q, k))
 

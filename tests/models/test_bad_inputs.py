@@ -176,7 +176,7 @@ def test_bn_sh_heads_that_pool_the_whole_grid_into_one_key_are_warned_about():
         assert captured.out == "", overrides
 
     # the arithmetic behind it: with two keys every normalised key feature is +-1 (up to eps)
-    from hf_primaldual.attention import batch_normalize_queries_keys
+    from hf_primaldual.attention_reference import batch_normalize_queries_keys
 
     keys = torch.randn(1, 1, 2, 8)
     _, normalised = batch_normalize_queries_keys(torch.randn(1, 1, 3, 8), keys, eps=1e-12)
