@@ -119,8 +119,9 @@ class PrimalDualTimeSeriesFeatureExtractor(FeatureExtractionMixin):
         """Standardise and pad one series or a batch of series.
 
         Args:
-            series: one series of shape (time, channels), or a list of them (lengths may differ), or an array of
-                shape (batch, time, channels). numpy, torch or nested lists.
+            series: one series of shape (time, channels) (or (time,) if univariate), or a list of them (lengths may
+                differ), or an array of shape (batch, time, channels) (or (batch, time) for a univariate extractor).
+                numpy, torch or nested lists.
             padding: `"longest"` pads to the longest series of the batch; `"max_length"` to `max_length`.
             max_length: padded length for `padding="max_length"`; defaults to `max_sequence_length`.
             return_tensors: `"pt"` (default) or `"np"`.
@@ -129,7 +130,7 @@ class PrimalDualTimeSeriesFeatureExtractor(FeatureExtractionMixin):
             `BatchFeature` with `past_values` (float32, (batch, time, channels), standardised, padded at the end with
             `padding_value`) and `attention_mask` (int64, (batch, time), 1 on real time steps, 0 on padding).
         """
-        batch = _as_batch(series)
+        batch = _as_batch(series, self.num_input_channels)
         names = ["the series"] if len(batch) == 1 and batch[0] is series else [f"item {i}" for i in range(len(batch))]
         arrays = [self._to_array(item, name) for item, name in zip(batch, names)]
         for values, name in zip(arrays, names):
@@ -181,10 +182,18 @@ class PrimalDualTimeSeriesFeatureExtractor(FeatureExtractionMixin):
             raise ValueError(
                 f"{name.capitalize()} is not a numeric array of shape (time, channels): {error}"
             ) from None
+        if values.ndim == 1:  # one univariate series
+            if self.num_input_channels not in (None, 1):
+                raise ValueError(
+                    f"{name.capitalize()} has shape {values.shape}; expected (time, channels) with "
+                    f"{self.num_input_channels} channels: 1 dimension is read as a univariate series, and this feature "
+                    f"extractor takes {self.num_input_channels} channels."
+                )
+            values = values[:, None]
         if values.ndim != 2:
             raise ValueError(
-                f"{name.capitalize()} has shape {values.shape}; expected (time, channels). For a univariate series "
-                "add the channel axis, e.g. values[:, None]."
+                f"{name.capitalize()} has shape {values.shape}; expected (time, channels), or (time,) for a univariate "
+                "series."
             )
         if len(values) == 0:
             raise ValueError(f"{name.capitalize()} has no time steps.")
@@ -235,28 +244,55 @@ class DataCollatorForTimeSeriesClassification:
 
     def __call__(self, features: list[Mapping[str, Any]]) -> BatchFeature:
         """Collate rows into `past_values` (batch, time, channels), `attention_mask` (batch, time) and, when the
-        rows carry `label` or `labels`, `labels` (int64, (batch,))."""
+        rows carry `label` or `labels`, `labels` (int64, (batch,)). A row's `past_values` is (time, channels), or
+        (time,) for a univariate series."""
         batch = self.feature_extractor(
-            [row["past_values"] for row in features],
+            # each row is one series: a univariate (time,) row gets its channel axis here, so that a batch of them is
+            # not read as one series of `batch` time steps
+            [_with_channel_axis(row["past_values"]) for row in features],
             padding=self.padding,
             max_length=self.max_length,
             return_tensors="pt",
         )
         label_key = next((key for key in ("labels", "label") if key in features[0]), None)
         if label_key is not None:
-            batch["labels"] = torch.tensor([int(row[label_key]) for row in features], dtype=torch.long)
+            batch["labels"] = torch.tensor([_class_index(row[label_key]) for row in features], dtype=torch.long)
         return batch
 
 
-def _as_batch(series: SeriesInput | Sequence[SeriesInput]) -> list[SeriesInput]:
-    """Split the input of `__call__` into a list of series, telling one series (depth 2) from a batch (depth 3)."""
+def _with_channel_axis(values: SeriesInput) -> np.ndarray | torch.Tensor:
+    """A (time,) series as (time, 1); any other shape as it is (the extractor checks it)."""
+    if not hasattr(values, "ndim"):
+        values = np.asarray(values, dtype=np.float32)
+    return values[:, None] if values.ndim == 1 else values
+
+
+def _class_index(label: Any) -> int:
+    if isinstance(label, (str, bytes)) or not float(label).is_integer():
+        raise ValueError(
+            f"The label {label!r} is not a class index: the collator takes integer labels. Encode the label column "
+            "first: load the data with hf_primaldual.data.load_timeseries (a ClassLabel with the class names), or "
+            "dataset.class_encode_column('label')."
+        )
+    return int(label)
+
+
+def _as_batch(series: SeriesInput | Sequence[SeriesInput], num_channels: int | None = None) -> list[SeriesInput]:
+    """Split the input of `__call__` into a list of series, telling one series (depth 1: (time,), depth 2: (time,
+    channels)) from a batch (depth 3). A depth-2 input is a batch of univariate series where it cannot be one
+    series: its rows differ in length, or they are longer than 1 while `num_channels` is 1."""
     depth = _depth(series)
-    if depth == 2:
+    if depth == 2 and isinstance(series, (list, tuple)) and len({len(row) for row in series}) > 1:
+        return list(series)  # rows of different lengths: univariate series of different lengths
+    if depth == 2 and num_channels == 1 and len(series) and len(series[0]) != 1:
+        return list(series)  # (batch, time) for a univariate extractor or model
+    if depth in (1, 2):  # one series, univariate (time,) or (time, channels)
         return [series]
     if depth == 3:
         return list(series)
     raise ValueError(
-        f"Expected one series of shape (time, channels) or a batch of them; got an input with {depth} dimension(s)."
+        f"Expected one series of shape (time, channels) or (time,), or a batch of them; got an input with {depth} "
+        "dimension(s)."
     )
 
 

@@ -151,10 +151,14 @@ class PrimalDualTimeSeriesModel(PrimalDualTimeSeriesPreTrainedModel):
         if past_values is None:
             raise ValueError("past_values is required: a (batch_size, time, channels) tensor.")
         if past_values.dim() != 3:
-            raise ValueError(
-                f"past_values must be (batch_size, time, channels), got shape {tuple(past_values.shape)}: add the "
-                "batch dimension with past_values[None] for one series."
-            )
+            shape = tuple(past_values.shape)
+            if past_values.dim() == 2 and self.config.num_input_channels == 1:
+                fix = "for a batch of univariate series (batch_size, time) add the channel axis: past_values[..., None]"
+            elif past_values.dim() == 2:
+                fix = "for one series (time, channels) add the batch axis: past_values[None]"
+            else:
+                fix = "for one univariate series (time,) add both: past_values[None, :, None]"
+            raise ValueError(f"past_values must be (batch_size, time, channels), got shape {shape}: {fix}.")
         _, length, channels = past_values.shape
         if channels != self.config.num_input_channels:
             raise ValueError(

@@ -122,7 +122,7 @@ class PrimalDualTimeSeriesClassificationPipeline(Pipeline):
             return super().__call__(inputs, **kwargs)  # Dataset, KeyDataset, generator: streamed as they come
         if isinstance(inputs, (list, tuple)) and len(inputs) == 0:
             return []
-        batch = _as_batch(inputs)
+        batch = _as_batch(inputs, self.model.config.num_input_channels)
         if len(batch) == 1 and batch[0] is inputs:
             return super().__call__([inputs], **kwargs)[0]
         return super().__call__([_Numbered(position, series) for position, series in enumerate(batch)], **kwargs)

@@ -145,7 +145,8 @@ def test_numpy_torch_and_nested_lists_give_the_same_result(motions):
         (lambda s: np.concatenate([s[0], s[0]]), "more than this feature extractor's max_sequence_length=29"),
         (lambda s: [s[0], np.where(np.arange(len(s[1]))[:, None] == 3, np.nan, s[1])],
          r"Input series 1: .*NaN or infinite values \(first at time step 3, channel 0\)"),
-        (lambda s: s[0][:, 0], r"one series of shape \(time, channels\) or a batch of them; got an input with 1 dim"),
+        # a time axis alone is one univariate series: refused for this 12-channel model, with the shape it needs
+        (lambda s: s[0][:, 0], r"has shape \(19,\); expected \(time, channels\) with 12 channels: 1 dimension is read"),
     ],
     ids=["channels", "channels-in-list", "too-long", "nan", "no-channel-axis"],
 )
