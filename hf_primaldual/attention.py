@@ -29,9 +29,26 @@ from typing import Any, ClassVar, Literal, Protocol, get_args
 import torch
 import torch.nn.functional as F
 
-from . import attention_kernels as fast
-from . import attention_reference as reference
-from .attention_reference import TokenLayout
+# Imported by name (not `from . import module`): transformers copies a checkpoint's code by following
+# `from .module import` lines only.
+from .attention_kernels import (
+    FAST_PATHS,
+    batch_normalize_for_dot_product,
+    linear_attention,
+    local_window_attention,
+    softmax_attention,
+)
+from .attention_kernels import pool_keys_values as pool_windows
+from .attention_reference import (
+    TokenLayout,
+    batch_normalize_queries_keys,
+    linear_kernel,
+    local_window_kernel,
+    slot_of_token,
+    softmax_kernel,
+    spread_over_members,
+)
+from .attention_reference import pool_keys_values as pool_by_membership
 
 ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa")
 ShPooling = Literal["mean", "max"]
@@ -176,12 +193,14 @@ def parse_attention_type(name: str) -> AttentionSpec:
 class AttentionSettings:
     """The settings of the family's attentions, with their defaults and allowed values: the fields of every model
     config (:class:`~hf_primaldual.configuration_attention.PrimalDualAttentionConfig`), the
-    ``primaldual_attention`` settings of a stock model, and the training commands' arguments."""
+    ``primaldual_attention`` settings of a stock model, and the training commands' arguments. The annotations are
+    what a command line takes (one type per option); :meth:`check_settings` also admits an integer for a float and
+    a tuple for ``head_scales``, as Python callers write them."""
 
     attention_type: str = field(
-        default=DEFAULT_KERNEL, metadata={"help": "the kernel, composed with BN and/or SH: softmax, bn, sh, bn_sh, linear, ..."}
+        default=DEFAULT_KERNEL, metadata={"help": "the kernel composed with BN and/or SH: softmax, bn, sh, bn_sh, linear, linear_bn, linear_sh, linear_bn_sh, or sparse (a local window)"}
     )
-    head_scales: list[int] | tuple[int, ...] | None = field(
+    head_scales: list[int] | None = field(
         default=None,
         metadata={"help": "SH: the pooling factor of each head's keys and values, one integer >= 1 per head, at least "
                           "one of them 1 (default: the heads split into up to three groups at scales 1, 2 and 4)"},
@@ -189,7 +208,7 @@ class AttentionSettings:
     sh_pooling: Literal["mean", "max"] = field(default="mean", metadata={"help": "SH: how keys and values are pooled"})
     attention_window: int = field(default=16, metadata={"help": "sparse: keys on each side of a query"})
     bn_eps: float = field(default=1e-5, metadata={"help": "BN: added to the keys' variance before the square root"})
-    bn_mean_weight: float | int = field(
+    bn_mean_weight: float = field(
         default=1.0, metadata={"help": "BN: weight of the keys' mean subtracted (1: the derivation; 0: no re-centring)"}
     )
     bn_use_std: bool = field(default=True, metadata={"help": "BN: divide by the keys' standard deviation"})
@@ -199,18 +218,21 @@ class AttentionSettings:
               "bn_mean_weight": (-1e3, 1e3)}
 
     def check_settings(self, num_heads: int | None = None) -> None:
-        """Raise a ValueError naming the setting and the fix where a value is mistyped, not finite or out of range."""
-        parse_attention_type(self.attention_type)
+        """Raise an :class:`InvalidSetting` naming the setting and the fix where a value is mistyped, not finite or
+        out of range (``num_heads``: check ``head_scales`` against the model's heads too)."""
+        try:
+            parse_attention_type(self.attention_type)
+        except ValueError as err:
+            raise InvalidSetting("attention_type", str(err)) from None
         if self.sh_pooling not in SH_POOLING_MODES:
-            raise ValueError(f"sh_pooling must be one of {SH_POOLING_MODES}, got {self.sh_pooling!r}.")
+            raise InvalidSetting("sh_pooling", f"must be one of {SH_POOLING_MODES}, got {self.sh_pooling!r}.")
         if not isinstance(self.bn_use_std, bool):
-            raise ValueError(f"bn_use_std must be true or false, got {self.bn_use_std!r}.")
+            raise InvalidSetting("bn_use_std", f"must be true or false, got {self.bn_use_std!r}.")
         low, high = self.LIMITS["attention_window"]
-        if isinstance(self.attention_window, bool) or not isinstance(self.attention_window, int) \
-                or not low <= self.attention_window <= high:
-            raise ValueError(
-                f"attention_window must be an integer in [{low}, {high}] (keys on each side of a query), got "
-                f"{self.attention_window!r}."
+        if not _is_integer(self.attention_window) or not low <= self.attention_window <= high:
+            raise InvalidSetting(
+                "attention_window",
+                f"must be an integer in [{low}, {high}] (keys on each side of a query), got {self.attention_window!r}.",
             )
         for name in ("bn_eps", "bn_mean_weight"):
             value = getattr(self, name)
@@ -218,25 +240,38 @@ class AttentionSettings:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or not low <= value <= high or (name == "bn_eps" and value <= 0):
                 bounds = f"in ({low}, {high}]" if name == "bn_eps" else f"in [{low}, {high}]"
-                raise ValueError(f"{name} must be a finite number {bounds}, got {value!r}.")
-        if self.head_scales is not None:
-            scales = list(self.head_scales)
-            low, high = self.LIMITS["head_scale"]
-            if any(isinstance(s, bool) or not isinstance(s, int) or not low <= s <= high for s in scales):
-                raise ValueError(f"head_scales must be integers in [{low}, {high}] (1 = no pooling), got {scales}.")
-            if num_heads is not None and len(scales) != num_heads:
-                raise ValueError(
-                    f"head_scales needs one factor per head: got {len(scales)} ({scales}) for {num_heads} heads."
-                )
-            if 1 not in scales:
-                raise ValueError(
-                    f"head_scales needs at least one head at scale 1 (full resolution), got {scales}: set one of "
-                    "them to 1."
-                )
+                raise InvalidSetting(name, f"must be a finite number {bounds}, got {value!r}.")
+        if self.head_scales is None:
+            return
+        scales = list(self.head_scales)
+        low, high = self.LIMITS["head_scale"]
+        if any(not _is_integer(s) or not low <= s <= high for s in scales):
+            raise InvalidSetting("head_scales", f"must be integers in [{low}, {high}] (1 = no pooling), got {scales}.")
+        if num_heads is not None and len(scales) != num_heads:
+            raise InvalidSetting(
+                "head_scales", f"needs one factor per head: got {len(scales)} ({scales}) for {num_heads} heads."
+            )
+        if 1 not in scales:
+            raise InvalidSetting(
+                "head_scales",
+                f"needs at least one head at scale 1 (full resolution), got {scales}: set one of them to 1.",
+            )
 
     @classmethod
     def names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
+
+
+class InvalidSetting(ValueError):
+    """A setting of :class:`AttentionSettings` that cannot be taken; ``setting`` names it."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        self.setting = setting
+        super().__init__(problem if problem.startswith("Unknown") else f"{setting} {problem}")
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def default_head_scales(num_heads: int) -> list[int]:
@@ -316,14 +351,14 @@ def safe_compute_dtype(spec: AttentionSpec, dtype: torch.dtype) -> torch.dtype:
 
 register_kernel(AttentionKernel(
     "softmax",
-    reference=lambda q, k, allowed, options: reference.softmax_kernel(q, k, allowed, options.scaling),
-    fast=lambda q, k, v, allowed, p, options: fast.softmax_attention(q, k, v, allowed, p, options.scaling),
+    reference=lambda q, k, allowed, options: softmax_kernel(q, k, allowed, options.scaling),
+    fast=lambda q, k, v, allowed, p, options: softmax_attention(q, k, v, allowed, p, options.scaling),
     dot_product=True,
 ))
 register_kernel(AttentionKernel(
     "linear",
-    reference=lambda q, k, allowed, options: reference.linear_kernel(q, k, allowed),
-    fast=lambda q, k, v, allowed, p, options: fast.linear_attention(q, k, v, allowed),
+    reference=lambda q, k, allowed, options: linear_kernel(q, k, allowed),
+    fast=lambda q, k, v, allowed, p, options: linear_attention(q, k, v, allowed),
     attention_dropout=False,
 ))
 # The SVR fitted on a subset of the keys. BN's statistics and SH's pooled keys are defined over the whole sequence,
@@ -331,10 +366,10 @@ register_kernel(AttentionKernel(
 register_kernel(AttentionKernel(
     "local_window",
     type_name="sparse",
-    reference=lambda q, k, allowed, options: reference.local_window_kernel(
+    reference=lambda q, k, allowed, options: local_window_kernel(
         q, k, allowed, options.attention_window, options.scaling
     ),
-    fast=lambda q, k, v, allowed, p, options: fast.local_window_attention(
+    fast=lambda q, k, v, allowed, p, options: local_window_attention(
         q, k, v, options.attention_window, allowed, p, options.scaling
     ),
     batch_norm=False,
@@ -402,7 +437,7 @@ def primal_dual_attention(
         """One group of heads: ``(output,)``, or for ``"eager"`` ``(weights, values)`` over the original keys."""
         pooled_mask, pooled_allowed = key_mask, allowed
         if scale > 1:
-            pool = reference.pool_keys_values if eager else fast.pool_keys_values
+            pool = pool_by_membership if eager else pool_windows
             k, v, pooled_mask = pool(k, v, key_mask, scale, layout, options.sh_pooling)
             pooled_allowed = None if pooled_mask is None else pooled_mask[:, None, None, :]
         if spec.batch_norm:
@@ -415,8 +450,8 @@ def primal_dual_attention(
         if not eager:
             return (torch.matmul(weights, v),)
         if scale > 1:
-            slots = reference.slot_of_token(key.shape[-2], scale, layout, q.device)
-            weights, v = reference.spread_over_members(weights, slots, key_mask), v[..., slots, :]
+            slots = slot_of_token(key.shape[-2], scale, layout, q.device)
+            weights, v = spread_over_members(weights, slots, key_mask), v[..., slots, :]
         return weights, v
 
     parts = _over_head_groups(attend, query, key, value, options)
@@ -450,9 +485,9 @@ def _batch_normalize(
     """Attention-BN: the paper's transform of both sides, or, for a dot-product kernel, the same scores with the
     scale on the queries (the only form where each query has its own statistics)."""
     settings = (options.bn_eps, options.bn_mean_weight, options.bn_use_std)
-    if for_dot_product and (fast.FAST_PATHS.bn_scale_on_queries or (allowed is not None and allowed.shape[-2] != 1)):
-        return fast.batch_normalize_for_dot_product(query, key, allowed, *settings)
-    return reference.batch_normalize_queries_keys(query, key, allowed, *settings)
+    if for_dot_product and (FAST_PATHS.bn_scale_on_queries or (allowed is not None and allowed.shape[-2] != 1)):
+        return batch_normalize_for_dot_product(query, key, allowed, *settings)
+    return batch_normalize_queries_keys(query, key, allowed, *settings)
 
 
 def _over_head_groups(
@@ -469,7 +504,7 @@ def _over_head_groups(
         return attend(query, key, value, groups[0][0])
     num_heads = query.shape[1]
     in_head_order = sorted(groups, key=lambda group: group[1][0])
-    if fast.FAST_PATHS.head_split_view and [h for _, heads in in_head_order for h in heads] == list(range(num_heads)):
+    if FAST_PATHS.head_split_view and [h for _, heads in in_head_order for h in heads] == list(range(num_heads)):
         # Each scale's heads are a consecutive range (the default layout): split the heads on the (B, N, H, D) view
         # the projections produce, so that the backward pass gathers the gradients of q, k and v with one cat each,
         # in that layout, and the outputs are written side by side in it too (the caller's
@@ -499,6 +534,7 @@ __all__ = [
     "AttentionOptions",
     "AttentionSettings",
     "AttentionSpec",
+    "InvalidSetting",
     "KERNELS",
     "TokenLayout",
     "default_head_scales",
