@@ -542,5 +542,4 @@ __all__ = [
     "parse_attention_type",
     "primal_dual_attention",
     "register_kernel",
-    "safe_compute_dtype",
 ]

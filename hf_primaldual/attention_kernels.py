@@ -166,8 +166,8 @@ def attention_dropout_keep_mask(shape: Sequence[int], p: float) -> tuple[torch.T
     The bits come from NumPy's PCG64, seeded by one draw of PyTorch's global generator, so ``torch.manual_seed``
     and the Trainer's saved RNG state make the masks reproducible. Each 64-bit word gives four 16-bit lanes, so
     the drop probability is ``p`` rounded to a multiple of 2**-16 (0.1 -> 0.100006). PyTorch's own CPU generators
-    draw one value at a time through the Mersenne twister: ``torch.bernoulli`` or ``torch.rand`` took 4-6 s for
-    the 170M entries of one attention layer at N = 1152 (batch 16, 8 heads), this takes 0.6 s.
+    draw one value at a time through the Mersenne twister, several times slower for the attention matrices of long
+    series (docs/PERFORMANCE.md).
     """
     keep = torch.empty(tuple(shape), dtype=torch.bool)
     flat = keep.view(-1).numpy()
@@ -570,12 +570,10 @@ __all__ = [
     "FAST_PATHS",
     "FastPaths",
     "attention_dropout_additive_mask",
-    "attention_dropout_keep_mask",
     "batch_normalize_for_dot_product",
     "fast_paths",
     "linear_attention",
     "local_window_attention",
     "pool_keys_values",
     "softmax_attention",
-    "softmax_attention_with_dropout",
 ]

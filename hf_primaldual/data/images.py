@@ -57,7 +57,7 @@ def load_fashion_mnist(data_dir: str | os.PathLike) -> datasets.DatasetDict:
     dotted names some mirrors use, e.g. `train-images.idx3-ubyte.gz`) in `data_dir`.
 
     The 28x28 grey images are stored as binary PGM: lossless and written with no compression work, which keeps
-    loading the 70k images to about a second (encoding them as PNG takes ~10 s).
+    loading the 70k images fast (PNG encoding would dominate the load).
 
     Returns:
         `DatasetDict` with splits `train` (60k) and `test` (10k); columns `image` (`datasets.Image`, mode "L",
@@ -114,7 +114,7 @@ def load_image_folder(path: str | os.PathLike) -> datasets.DatasetDict:
     whose names differ only in case (`train/Cat`, `test/cat`) are refused rather than read as two classes.
 
     Every image is nevertheless decoded once here, so that a corrupt file fails at once and by name rather than in
-    the middle of training (for CIFAR-10 this is ~10 s of the ~15 s load on one core). That, and reading the zip
+    the middle of training (most of the load's time). That, and reading the zip
     without extracting it into the cache, is why `datasets`' own `imagefolder` builder is not used.
 
     Returns:
