@@ -54,6 +54,7 @@ class PrimalDualAttentionConfig(PreTrainedConfig, AttentionSettings):
     def __post_init__(self, **kwargs):
         if not _LOADING.get():
             _refuse_misspelt_fields(self, kwargs)
+        _refuse_oversized(self, kwargs)
         if self.head_scales is not None:
             self.head_scales = list(self.head_scales)  # JSON has no tuples: keep the saved form
         kwargs["auto_map"] = {**self.code_auto_map, **(kwargs.get("auto_map") or {})}
@@ -100,6 +101,35 @@ class PrimalDualAttentionConfig(PreTrainedConfig, AttentionSettings):
                 f"{self.num_attention_heads * max(1, self.hidden_size // self.num_attention_heads)}."
             )
         self.check_settings(self.num_attention_heads)
+
+
+#: The largest sizes a config may ask for: far above any model of this family, far below what would hang or exhaust
+#: memory while the model is built (a hostile or corrupted config.json asking for 10**7 layers or 10**8 labels).
+SIZE_LIMITS: dict[str, int] = {
+    "hidden_size": 1 << 16,
+    "intermediate_size": 1 << 18,
+    "num_hidden_layers": 1 << 10,
+    "num_attention_heads": 1 << 10,
+    "num_labels": 1 << 20,
+    "max_sequence_length": 1 << 22,
+    "num_input_channels": 1 << 16,
+    "num_channels": 1 << 10,
+    "image_size": 1 << 14,
+    "patch_size": 1 << 14,
+}
+
+
+def _refuse_oversized(config: PreTrainedConfig, kwargs: dict) -> None:
+    """Checked before transformers builds anything from the sizes (``num_labels`` makes ``id2label`` at once)."""
+    sizes = {name: getattr(config, name, None) for name in SIZE_LIMITS}
+    sizes["num_labels"] = kwargs.get("num_labels", len(config.id2label) if config.id2label else None)
+    for name, value in sizes.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, int) and v > SIZE_LIMITS[name] for v in values):
+            raise ValueError(
+                f"{type(config).__name__}: {name} = {value} is beyond any model this package builds (at most "
+                f"{SIZE_LIMITS[name]}); is this config.json from a trusted source? Fix the value or the file."
+            )
 
 
 def _refuse_misspelt_fields(config: PreTrainedConfig, extra: dict) -> None:
