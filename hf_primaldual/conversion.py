@@ -31,7 +31,8 @@ import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -39,6 +40,7 @@ from typing import Any
 
 import torch
 import transformers
+from filelock import FileLock, Timeout
 from huggingface_hub import HfApi, ModelCard, ModelCardData, snapshot_download
 from huggingface_hub.errors import (
     HfHubHTTPError,
@@ -49,6 +51,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 from huggingface_hub.utils.sha import sha_fileobj
+from safetensors.torch import save_file
 from transformers import AttentionInterface, AutoConfig
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING, CONFIG_MAPPING_NAMES
@@ -69,6 +72,8 @@ OTHER_FRAMEWORK_FILES = (
 #: Files the conversion writes itself (the card, the config) or that belong to a clone or a download, not the model.
 NOT_COPIED = ("README.md", "config.json", ".git/*", ".cache/*", "*/__pycache__/*", "__pycache__/*")
 WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin")
+#: Read with weights_only=True and written as model.safetensors; never copied.
+PICKLE_WEIGHT_FILES = ("pytorch_model*.bin", "pytorch_model*.bin.index.json")
 FAMILIES_HINT = "ViT, DeiT, BEiT, DINOv2, BERT, RoBERTa, DistilBERT, Wav2Vec2, HuBERT, PatchTST, Llama, GPT-2, ..."
 
 
@@ -148,21 +153,54 @@ def convert_checkpoint(
     settings = _resolve_settings(settings, config_dict, name.removeprefix(PREFIX))
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    # A hidden sibling (same file system: the final rename is atomic), made with the user's umask, not mkdtemp's 0700.
-    staging = output.parent / f".{output.name}.converting-{uuid.uuid4().hex[:12]}"
-    staging.mkdir()
-    try:
-        previous_attention = config_dict.get("attn_implementation")
-        classes = _write_config_and_code(staging, config_dict, name, settings)
-        _check_attention_runs(staging, name, classes)
-        copied = _copy_checkpoint_files(source.folder, staging)
-        card = _model_card(source, name, settings, classes, copied, previous_attention)
-        card.save(staging / "README.md")
-        _move_into_place(staging, output)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    with _output_lock(output):
+        _check_output_dir(output, overwrite)  # again, now that no other conversion can write it
+        _remove_abandoned_staging(output)
+        # A hidden sibling (same file system: the final rename is atomic), made with the user's umask, not mkdtemp's
+        # 0700.
+        staging = output.parent / f"{_staging_prefix(output)}{uuid.uuid4().hex[:12]}"
+        staging.mkdir()
+        try:
+            previous_attention = config_dict.get("attn_implementation")
+            classes = _write_config_and_code(staging, config_dict, name, settings)
+            _check_attention_runs(staging, name, classes)
+            copied = _copy_checkpoint_files(source, staging)
+            card = _model_card(source, name, settings, classes, copied, previous_attention)
+            card.save(staging / "README.md")
+            _move_into_place(staging, output)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     return output
+
+
+def _staging_prefix(output: Path) -> str:
+    return f".{output.name}.converting-"
+
+
+@contextmanager
+def _output_lock(output: Path) -> Iterator[None]:
+    """One conversion at a time into ``output``: a second one is refused at once (not queued: it would write over
+    the first's result)."""
+    lock = FileLock(output.parent / f".{output.name}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ConversionError(
+            f"Another conversion is writing {output} (it holds {lock.lock_file}): wait for it to finish, or choose "
+            "another output folder."
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _remove_abandoned_staging(output: Path) -> None:
+    """Staging folders of this output left by a conversion that was killed (none can be live: the lock is held)."""
+    for folder in output.parent.glob(f"{_staging_prefix(output)}*"):
+        logger.warning("Removing %s, left by an interrupted conversion into %s.", folder, output)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------------------------ arguments
@@ -320,23 +358,66 @@ def _write_config_and_code(
     return classes
 
 
-def _copy_checkpoint_files(source: Path, folder: Path) -> dict[str, str]:
-    """Every file of the checkpoint but the card and the config, byte for byte; the sha256 of the weight files."""
+def _copy_checkpoint_files(source: Source, folder: Path) -> dict[str, str]:
+    """Every file of the checkpoint but the card and the config, byte for byte, with pickle weights
+    (``pytorch_model*.bin``) rewritten as safetensors; the sha256 of the weight files written.
+
+    A link whose target lies outside the source (a local folder's link to a token file elsewhere, say) is skipped,
+    with a warning: what the output holds, the push publishes. A Hub snapshot's links to its cache's blobs stay in.
+    """
     written = {path.name for path in folder.iterdir()}
-    weights = {}
-    for path in sorted(source.rglob("*")):
-        relative = path.relative_to(source).as_posix()
+    # A Hub snapshot (cache/models--org--name/snapshots/<commit>) links to ../../blobs: the repo's cache folder.
+    root = (source.folder.parents[1] if source.repo_id else source.folder).resolve()
+    pickles = []
+    for path in sorted(source.folder.rglob("*")):
+        relative = path.relative_to(source.folder).as_posix()
         if path.is_dir() or relative in written or _matches(relative, NOT_COPIED + OTHER_FRAMEWORK_FILES):
+            continue
+        if path.is_symlink() and not path.resolve().is_relative_to(root):
+            logger.warning("Skipping %s: it links to %s, outside the source checkpoint (not copied, not published).",
+                           relative, path.resolve())
+            continue
+        if _matches(relative, PICKLE_WEIGHT_FILES):
+            pickles.append(path)
             continue
         target = folder / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)  # follows the links of a Hub cache snapshot to the blobs
-        if _matches(relative, WEIGHT_FILES):
-            with target.open("rb") as file:
-                weights[relative] = sha_fileobj(file).hex()
+    if pickles and not any(folder.glob("*.safetensors")):
+        _pickle_weights_to_safetensors(pickles, folder)
+    weights = {}
+    for target in sorted(folder.rglob("*.safetensors")):
+        with target.open("rb") as file:
+            weights[target.relative_to(folder).as_posix()] = sha_fileobj(file).hex()
     if not weights:
-        raise ConversionError(f"{source} holds no weights ({', '.join(WEIGHT_FILES)}): nothing to convert.")
+        raise ConversionError(f"{source.folder} holds no weights ({', '.join(WEIGHT_FILES)}): nothing to convert.")
     return weights
+
+
+def _pickle_weights_to_safetensors(files: list[Path], folder: Path) -> None:
+    """``pytorch_model*.bin`` (one file or shards) -> one ``model.safetensors``, read with ``weights_only=True``
+    (no code in a pickle runs). Tensors that share memory (tied weights) are stored once each, as transformers
+    reads them."""
+    state: dict[str, torch.Tensor] = {}
+    for path in files:
+        if path.name.endswith(".index.json"):
+            continue
+        try:
+            part = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise ConversionError(
+                f"{path.name} could not be read as plain weights ({type(error).__name__}: {error}); convert it to "
+                "safetensors yourself (from_pretrained, then save_pretrained) and convert that folder."
+            ) from None
+        state.update(part)
+    seen: set[int] = set()
+    for key, tensor in state.items():
+        pointer = tensor.untyped_storage().data_ptr()
+        state[key] = tensor.clone().contiguous() if pointer in seen else tensor.contiguous()
+        seen.add(pointer)
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+    logger.warning("Converted %s to model.safetensors (the output holds no pickle).",
+                   ", ".join(path.name for path in files))
 
 
 def _matches(relative: str, patterns: tuple[str, ...]) -> bool:
