@@ -18,8 +18,17 @@ class PrimalDualViTConfig(PrimalDualAttentionConfig):
     r"""
     Configuration of a [`PrimalDualViTModel`]: a Vision Transformer whose self-attention is chosen by
     `attention_type` (see [`PrimalDualAttentionConfig`] for the attention fields). The ViT fields and their
-    meaning are those of `transformers.ViTConfig`, so a ViT or DeiT checkpoint's config loads as this one. The
-    defaults are DeiT-tiny (patch 16, 224 px, hidden 192, 12 layers, 3 heads).
+    meaning are those of `transformers.ViTConfig`, so a ViT or DeiT checkpoint's config loads as this one (a DeiT
+    config, `model_type: deit`, sets the two distillation fields below). The defaults are DeiT-tiny (patch 16,
+    224 px, hidden 192, 12 layers, 3 heads).
+
+    distillation_token (`bool`, *optional*, defaults to `False`):
+        DeiT's second prefix token after the class token (`transformers.DeiTModel`): the position embeddings then
+        have `2 + num_patches` rows.
+    distillation_head (`bool`, *optional*, defaults to `False`):
+        DeiT's second classifier, on the distillation token (`DeiTForImageClassificationWithTeacher`): the logits
+        are the mean of the two heads' logits, in training too (as timm fine-tunes a distilled DeiT without a
+        teacher). Needs `distillation_token`.
 
     Example:
 
@@ -53,6 +62,16 @@ class PrimalDualViTConfig(PrimalDualAttentionConfig):
     encoder_stride: int = 16
     pooler_output_size: int | None = None
     pooler_act: str = "tanh"
+    distillation_token: bool = False
+    distillation_head: bool = False
+
+    @classmethod
+    def get_config_dict(cls, pretrained_model_name_or_path, **kwargs) -> tuple[dict, dict]:
+        """transformers' reading of a config.json, with a ViT or DeiT checkpoint's config taken as this model's
+        (`from_transformers_vit_config`), so that loading one neither warns of another model type nor drops DeiT's
+        distillation token."""
+        config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
+        return from_transformers_vit_config(config_dict), kwargs
 
     def __post_init__(self, **kwargs):
         self.pooler_output_size = self.pooler_output_size if self.pooler_output_size else self.hidden_size
@@ -69,6 +88,18 @@ class PrimalDualViTConfig(PrimalDualAttentionConfig):
                 f"image_size {image} is not a whole number of {patch} patches: choose an image_size that is a "
                 f"multiple of patch_size, e.g. {(image[0] // patch[0] * patch[0], image[1] // patch[1] * patch[1])}."
             )
+
+    def validate_distillation(self) -> None:
+        """Part of `@strict`-powered validation: DeiT's distillation head reads the distillation token."""
+        if self.distillation_head and not self.distillation_token:
+            raise ValueError(
+                "distillation_head=True needs distillation_token=True: the head classifies that token's final state."
+            )
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """The tokens before the patch grid: the class token, and DeiT's distillation token."""
+        return 2 if self.distillation_token else 1
 
     def validate_pooled_keys(self) -> None:
         """Part of `@strict`-powered validation: warns where Attention-BN+SH would normalise a head's keys by the
@@ -91,9 +122,28 @@ class PrimalDualViTConfig(PrimalDualAttentionConfig):
 
 PrimalDualViTConfig.register_for_auto_class()
 
+#: transformers' model types whose checkpoints are this model's with softmax attention.
+TRANSFORMERS_VIT_TYPES = ("vit", "deit")
+
+
+def from_transformers_vit_config(config_dict: dict) -> dict:
+    """A transformers ViT or DeiT ``config.json`` as a PrimalDualViT one (other dicts unchanged): the model type
+    becomes this model's, the attention softmax (what those models compute) unless the dict says otherwise, and a
+    DeiT's distillation token and, for ``DeiTForImageClassificationWithTeacher``, its second head are kept."""
+    source_type = config_dict.get("model_type")
+    if source_type not in TRANSFORMERS_VIT_TYPES:
+        return config_dict
+    config_dict = {**config_dict, "model_type": PrimalDualViTConfig.model_type}
+    config_dict.setdefault("attention_type", "softmax")
+    if source_type == "deit":
+        config_dict.setdefault("distillation_token", True)
+        architectures = config_dict.get("architectures") or []
+        config_dict.setdefault("distillation_head", "DeiTForImageClassificationWithTeacher" in architectures)
+    return config_dict
+
 
 def _pair(x: int | list[int] | tuple[int, int]) -> tuple[int, int]:
     return (x, x) if isinstance(x, int) else (int(x[0]), int(x[1]))
 
 
-__all__ = ["PrimalDualViTConfig"]
+__all__ = ["PrimalDualViTConfig", "from_transformers_vit_config"]

@@ -2,13 +2,22 @@
 
 Module and parameter names are those of `transformers.ViTModel`, and the checkpoint conversion transformers
 applies to ViT (the legacy `encoder.layer.N.attention.attention.query` names on disk) is registered for this
-model too: a ViT or DeiT checkpoint loads with no missing or unexpected weights, whatever `attention_type`
-(Attention-BN and Attention-SH add no parameters), and a checkpoint saved here loads back into
+model too: a ViT checkpoint loads with no missing or unexpected weights, whatever `attention_type` (Attention-BN
+and Attention-SH add no parameters), and a checkpoint saved here loads back into
 `transformers.ViTForImageClassification`.
+
+DeiT checkpoints (`DeiTModel`, `DeiTForImageClassification`, `DeiTForImageClassificationWithTeacher`) load too:
+their config sets `distillation_token` (and, with the teacher's head, `distillation_head`), and `from_pretrained`
+renames their weights (``deit.*`` -> ``vit.*``, ``cls_classifier`` -> ``classifier``) with transformers'
+`key_mapping`. As transformers does with every renaming it applied on load, saving writes the names back, so the
+saved folder loads into the DeiT class it came from as well.
 """
+
+import os
 
 import torch
 from torch import nn
+from transformers import initialization as init
 from transformers.conversion_mapping import (
     get_checkpoint_conversion_mapping,
     get_model_conversion_mapping,
@@ -16,6 +25,7 @@ from transformers.conversion_mapping import (
 )
 from transformers.core_model_loading import WeightRenaming, apply_renamings
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
+from transformers.models.deit.modeling_deit import DeiTEmbeddings
 from transformers.models.vit.modeling_vit import (
     ViTEmbeddings,
     ViTForImageClassification,
@@ -45,7 +55,7 @@ class PrimalDualViTLayer(ViTLayer):
 class PrimalDualViTPreTrainedModel(ViTPreTrainedModel):
     config: PrimalDualViTConfig
     config_class = PrimalDualViTConfig
-    _no_split_modules = ["ViTEmbeddings", "PrimalDualViTLayer"]
+    _no_split_modules = ["ViTEmbeddings", "DeiTEmbeddings", "PrimalDualViTLayer"]
     _supports_sdpa = True
     # transformers' flash / flex kernels compute softmax attention only: Attention-BN and -SH are not theirs.
     _supports_flash_attn = False
@@ -60,13 +70,37 @@ class PrimalDualViTPreTrainedModel(ViTPreTrainedModel):
         super().__init__(config, *inputs, **kwargs)
         self.register_load_state_dict_pre_hook(_rename_legacy_checkpoint_keys)
 
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """transformers' ViT initialisation; DeiT's embeddings (class, distillation and position) as ViT's."""
+        super()._init_weights(module)
+        if isinstance(module, DeiTEmbeddings):
+            for parameter in (module.position_embeddings, module.cls_token, module.distillation_token):
+                init.trunc_normal_(parameter, mean=0.0, std=self.config.initializer_range)
+            if module.mask_token is not None:
+                init.zeros_(module.mask_token)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike | None, *model_args, **kwargs):
+        """transformers' `from_pretrained`; a DeiT checkpoint's weight names (``deit.*``, ``cls_classifier``) are
+        mapped to this model's with transformers' ``key_mapping`` (see the module's docstring)."""
+        if pretrained_model_name_or_path is not None and "key_mapping" not in kwargs:
+            kwargs["key_mapping"] = DEIT_KEY_MAPPING  # matches nothing in a ViT or PrimalDualViT checkpoint
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+
+
+#: DeiT's weight names -> this model's (regular expressions, as transformers' ``key_mapping`` takes them).
+DEIT_KEY_MAPPING = {r"^deit\.": "vit.", r"^cls_classifier\.": "classifier."}
+
 
 def _rename_legacy_checkpoint_keys(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
-    """`load_state_dict` of a saved file: its legacy ViT names (``encoder.layer.N.attention.attention.query``) renamed
-    to the modules' as `from_pretrained` renames them. transformers' Trainer loads checkpoints this way (on resume
-    and for ``load_best_model_at_end``); without the renaming nothing of the encoder would load, silently
-    (``strict=False``), and the model would go on from random attention and MLP weights."""
-    renamings = [transform for transform in get_model_conversion_mapping(module) if isinstance(transform, WeightRenaming)]
+    """`load_state_dict` of a saved file: its legacy ViT names (``encoder.layer.N.attention.attention.query``) and a
+    DeiT checkpoint's names renamed to the modules' as `from_pretrained` renames them. transformers' Trainer loads
+    checkpoints this way (on resume and for ``load_best_model_at_end``); without the renaming nothing of the encoder
+    would load, silently (``strict=False``), and the model would go on from random attention and MLP weights."""
+    transforms = [WeightRenaming(source, target) for source, target in DEIT_KEY_MAPPING.items()]
+    transforms += get_model_conversion_mapping(module)
+    renamings = [transform for transform in transforms if isinstance(transform, WeightRenaming)]
     for key in [key for key in state_dict if key.startswith(prefix)]:
         renamed = prefix + apply_renamings(key[len(prefix):], renamings)
         if renamed != key:
@@ -80,7 +114,7 @@ class PrimalDualViTModel(PrimalDualViTPreTrainedModel):
     def __init__(self, config: PrimalDualViTConfig, add_pooling_layer: bool = True) -> None:
         super().__init__(config)
         config.validate_attention()  # the config may have been edited since it was built
-        self.embeddings = ViTEmbeddings(config)
+        self.embeddings = DeiTEmbeddings(config) if config.distillation_token else ViTEmbeddings(config)
         self.layers = nn.ModuleList([PrimalDualViTLayer(config) for _ in range(config.num_hidden_layers)])
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.pooler = ViTPooler(config) if add_pooling_layer else None
@@ -119,7 +153,7 @@ class PrimalDualViTModel(PrimalDualViTPreTrainedModel):
                 "processor (AutoImageProcessor), which also rescales 0-255 integers."
             )
         check_finite(pixel_values, "pixel_values")
-        return TokenLayout(num_prefix_tokens=1, grid=(height // patches.patch_size[0], width // patches.patch_size[1]))
+        return TokenLayout(num_prefix_tokens=self.config.num_prefix_tokens, grid=(height // patches.patch_size[0], width // patches.patch_size[1]))
 
     @capture_outputs(tie_last_hidden_states=False)
     def forward(
@@ -157,14 +191,21 @@ class PrimalDualViTModel(PrimalDualViTPreTrainedModel):
 
 class PrimalDualViTForImageClassification(PrimalDualViTPreTrainedModel):
     """PrimalDualViT with a linear classifier on the final class-token state: transformers'
-    `ViTForImageClassification` head and forward."""
+    `ViTForImageClassification` head and forward (also `DeiTForImageClassification`'s). With
+    `config.distillation_head`, DeiT's second classifier on the distillation token, and the mean of the two heads'
+    logits, as `DeiTForImageClassificationWithTeacher` computes them."""
 
     def __init__(self, config: PrimalDualViTConfig) -> None:
         super().__init__(config)
         self.num_labels = config.num_labels
         self.vit = PrimalDualViTModel(config, add_pooling_layer=False)
-        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.classifier = self._head(config)
+        self.distillation_classifier = self._head(config) if config.distillation_head else None
         self.post_init()
+
+    @staticmethod
+    def _head(config: PrimalDualViTConfig) -> nn.Module:
+        return nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
 
     def forward(
         self,
@@ -185,9 +226,68 @@ class PrimalDualViTForImageClassification(PrimalDualViTPreTrainedModel):
         """
         if pixel_values is not None:
             check_labels(labels, pixel_values.shape[0], self.config)
-        return ViTForImageClassification.forward(
-            self, pixel_values, labels, interpolate_pos_encoding, attention_mask, **kwargs
+        if self.distillation_classifier is None:
+            return ViTForImageClassification.forward(
+                self, pixel_values, labels, interpolate_pos_encoding, attention_mask, **kwargs
+            )
+        outputs = self.vit(
+            pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, attention_mask=attention_mask, **kwargs
         )
+        states = outputs.last_hidden_state  # (batch_size, 2 + num_patches, hidden_size)
+        logits = (self.classifier(states[:, 0]) + self.distillation_classifier(states[:, 1])) / 2
+        loss = self.loss_function(labels, logits, self.config, **kwargs) if labels is not None else None
+        return ImageClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+def resample_position_embeddings(model: PrimalDualViTPreTrainedModel, image_size: int | tuple[int, int]) -> None:
+    """Resize ``model`` (in place) to take ``image_size`` images: the position embeddings of the patch grid
+    resampled bicubically to the new grid, by transformers' own ``interpolate_pos_encoding`` (timm's and DINO's
+    resampling), the prefix tokens' rows kept; ``config.image_size`` updated, so `save_pretrained` writes the model
+    at its new size. The model then gives, without ``interpolate_pos_encoding``, the outputs the original gives
+    with it.
+
+    Args:
+        image_size: the new side (or ``(height, width)``); a whole number of patches.
+
+    Raises:
+        ValueError: the size is not a whole number of patches, or the checkpoint's grid is not square (the
+            resampling reads the saved rows as a square grid).
+    """
+    base = model.base_model
+    embeddings = base.embeddings
+    patches = embeddings.patch_embeddings
+    height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    patch_height, patch_width = patches.patch_size
+    if height < patch_height or width < patch_width or height % patch_height or width % patch_width:
+        raise ValueError(
+            f"image_size {height}x{width} is not a whole number of the checkpoint's {patch_height}x{patch_width} "
+            f"patches: give a multiple of {patch_height}, e.g. {max(1, round(height / patch_height)) * patch_height}."
+        )
+    old_height, old_width = patches.image_size
+    if old_height // patch_height != old_width // patch_width:
+        raise ValueError(
+            f"The checkpoint's patch grid is {old_height // patch_height}x{old_width // patch_width}, not square: its "
+            "position embeddings cannot be resampled (transformers' interpolate_pos_encoding reads a square grid). "
+            "Fine-tune at the checkpoint's own image size."
+        )
+    if (height, width) == (old_height, old_width):
+        return
+    prefix = model.config.num_prefix_tokens
+    grid = (height // patch_height) * (width // patch_width)
+    old = embeddings.position_embeddings
+    with torch.no_grad():
+        placeholder = old.new_empty(1, prefix + grid, old.shape[-1])  # only its length is read
+        resampled = embeddings.interpolate_pos_encoding(placeholder, height, width).clone()
+    embeddings.position_embeddings = nn.Parameter(resampled, requires_grad=old.requires_grad)
+    patches.image_size = (height, width)
+    patches.num_patches = grid
+    if hasattr(embeddings, "image_size"):
+        embeddings.image_size = (height, width)
+    model.config.image_size = height if height == width else [height, width]
+    if base.config is not model.config:
+        base.config.image_size = model.config.image_size
 
 
 # Checkpoints of transformers' ViT are stored with the legacy names (`encoder.layer.N.attention.attention.query`);
@@ -201,4 +301,10 @@ PrimalDualViTModel.register_for_auto_class("AutoModel")
 PrimalDualViTForImageClassification.register_for_auto_class("AutoModelForImageClassification")
 
 
-__all__ = ["PrimalDualViTForImageClassification", "PrimalDualViTModel", "PrimalDualViTPreTrainedModel"]
+__all__ = [
+    "DEIT_KEY_MAPPING",
+    "PrimalDualViTForImageClassification",
+    "PrimalDualViTModel",
+    "PrimalDualViTPreTrainedModel",
+    "resample_position_embeddings",
+]
