@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
+from typing import Any
 
 import datasets
 import numpy as np
@@ -21,7 +23,7 @@ from transformers import (
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .data.images import build_transforms, load_image_dataset
-from .data.uea import load_uea
+from .data.timeseries import load_timeseries
 from .feature_extraction_primaldual_timeseries import DataCollatorForTimeSeriesClassification
 from .training import FINAL_FILES_MARKER, UsageError
 
@@ -78,14 +80,20 @@ def load_checkpoint_data(
     batch_size: int = 64,
     revision: str | None = None,
     trust_remote_code: bool = False,
+    data_options: Mapping[str, Any] | None = None,
 ) -> CheckpointData:
     """Load ``checkpoint`` (a hub-ready folder or a Hub id) and ``split`` of ``dataset`` through its processor.
 
-    Raises `training.UsageError` for a missing or unfinished local folder, an unknown split or a batch size < 1.
+    Raises `training.UsageError` for a missing or unfinished local folder, an unknown split or a batch size < 1, and
+    `TimeSeriesDataError` for time series that cannot be read.
 
     Args:
-        dataset: for a time-series model, a UEA problem name (read from ``data_dir``, default the shipped data);
-            for a ViT, anything `load_image_dataset` reads.
+        dataset: for a time-series model, anything `load_timeseries` reads (a UEA problem name, a file or folder, a
+            Hub dataset), its labels matched to the model's by name; for a ViT, anything `load_image_dataset` reads.
+        data_dir: for a time-series model and a UEA problem name, the archive's folder (default: the shipped data).
+        revision: the checkpoint's revision (a Hub dataset's is ``data_options["revision"]``).
+        data_options: for a time-series model, more keywords of `load_timeseries` (``label_column``,
+            ``series_id_column``, ``test_file``...) but ``class_names``: the classes are the model's labels.
     """
     if batch_size < 1:
         raise UsageError(f"batch_size {batch_size}: give a number of examples >= 1.")
@@ -93,11 +101,16 @@ def load_checkpoint_data(
     loading = {"revision": revision, "trust_remote_code": trust_remote_code}
     config = AutoConfig.from_pretrained(checkpoint, **loading)
     if config.model_type == "primaldual-timeseries":
-        rows = _split(load_uea(dataset, data_dir=data_dir), split, dataset)
+        class_names = [config.id2label[i] for i in range(len(config.id2label))]
+        options = {"data_dir": data_dir, **(data_options or {})}
+        rows = _split(load_timeseries(dataset, class_names=class_names, **options), split, dataset)
         model = AutoModelForSequenceClassification.from_pretrained(checkpoint, **loading).eval()
         data = _TimeSeriesData(model, rows, batch_size)
         data.collate = DataCollatorForTimeSeriesClassification(AutoFeatureExtractor.from_pretrained(checkpoint, **loading))
     else:
+        if data_options:
+            given = ", ".join(f"--{name}" for name in sorted(data_options))
+            raise UsageError(f"{given}: options of time-series data, which an image model does not take; leave them out.")
         rows = _split(load_image_dataset(dataset), split, dataset)
         model = AutoModelForImageClassification.from_pretrained(checkpoint, **loading).eval()
         processor = AutoImageProcessor.from_pretrained(checkpoint, revision=revision)

@@ -9,6 +9,11 @@ that cannot be written (checked before the evaluation runs).
     hf-primaldual-evaluate outputs/image-fashion-mnist-bn ../shared/data/images/fashion-mnist
     hf-primaldual-evaluate org/model SelfRegulationSCP2 --data_dir ../shared/data/uea --revision v1 \
         --trust_remote_code     # the checkpoint's own code files (needed where the package is not installed)
+    hf-primaldual-evaluate outputs/timeseries-steps-bn steps.csv --series_id_column id   # as the model was trained
+
+A time-series dataset is read as the training command reads it (`hf_primaldual.data.load_timeseries`, the same
+data options), its labels matched to the model's by name; a test split held out in training (--test_fraction) is
+held out again alike.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ import json
 import sys
 from pathlib import Path
 
+from transformers import HfArgumentParser
+
+from hf_primaldual.data.timeseries import TimeSeriesDataArguments, TimeSeriesDataError
 from hf_primaldual.evaluation import evaluate_checkpoint, plot_confusion_matrix
 from hf_primaldual.training import UsageError, folder_name
 
@@ -57,25 +65,30 @@ def writable_output(output: Path) -> Path:
 
 def run(argv: list[str] | None = None) -> dict:
     """Evaluate, plot and print the summary (one JSON line); the summary. Wrong arguments exit with status 2."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = HfArgumentParser(
+        TimeSeriesDataArguments, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("checkpoint", help="output folder or Hub repository id")
-    parser.add_argument("dataset", help="UEA problem name (time series) or image dataset folder/zip/Hub name")
-    parser.add_argument("--data_dir", help="UEA archive folder (default: the shipped data)")
+    parser.add_argument("dataset", help="time series: UEA problem name, local file or folder, or Hub dataset id; "
+                                        "images: dataset folder/zip/Hub name")
     parser.add_argument("--split", default="test")
     parser.add_argument("--revision", help="Hub branch, tag or commit")
     parser.add_argument("--batch_size", type=positive_int, default=64)
     parser.add_argument("--trust_remote_code", action="store_true")
     parser.add_argument("--output", type=Path, help=f"confusion-matrix PNG (default: {DEFAULT_OUTPUT_DIR}/"
                                                     "<model>-<dataset>-<split>-confusion_matrix.png)")
-    args = parser.parse_args(argv)
+    data_args, args = parser.parse_args_into_dataclasses(args=argv)
+    # only the options given: an image model takes none
+    defaults = TimeSeriesDataArguments().options()
+    data_options = {key: value for key, value in data_args.options().items() if value != defaults[key]}
 
     try:
         output = writable_output(args.output or default_output(args.checkpoint, args.dataset, args.split))
         result = evaluate_checkpoint(
-            args.checkpoint, args.dataset, split=args.split, data_dir=args.data_dir, batch_size=args.batch_size,
-            revision=args.revision, trust_remote_code=args.trust_remote_code,
+            args.checkpoint, args.dataset, split=args.split, batch_size=args.batch_size, revision=args.revision,
+            trust_remote_code=args.trust_remote_code, data_options=data_options,
         )
-    except UsageError as err:
+    except (UsageError, TimeSeriesDataError) as err:
         parser.exit(2, f"error: {err}\n")
     plot_confusion_matrix(result, output, title=f"{Path(args.checkpoint).name} on {args.dataset} ({args.split}): "
                                                 f"accuracy {result.accuracy:.4f}")

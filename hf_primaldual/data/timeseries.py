@@ -377,8 +377,9 @@ def _numpy_split(path: Path, options: _Options, role: str) -> _Split:
         if "allow_pickle" not in str(error):
             raise
         raise TimeSeriesDataError(
-            f"{path} holds Python objects (series of different lengths?), which are not loaded (pickle can run code). "
-            "Save series of different lengths as a table instead: nested (.parquet/.jsonl) or long (.csv)."
+            f"{path} holds an array of Python objects (dtype object), which is not loaded: unpickling can run code. "
+            "Save labels as text or numbers (e.g. y.astype(str) for labels from pandas), and series of different "
+            "lengths as a table: nested (.parquet, .jsonl) or long (.csv)."
         ) from error
     return _array_split(values, labels, options.array_layout, where)
 

@@ -321,6 +321,9 @@ def test_ambiguous_arrays_and_missing_files_say_what_to_give(basic_motions, tmp_
     refused("needs its labels", x)
     refused("40 series but 39 labels", x, y[:-1], array_layout="NTC")
     refused("no such file or directory", tmp_path / "missing.csv")
+    np.savez(tmp_path / "objects.npz", X=x, y=np.array(y, dtype=object))  # labels straight from pandas
+    refused(r"holds an array of Python objects \(dtype object\).*y.astype\(str\)", tmp_path / "objects.npz",
+            array_layout="NTC")
     np.save(tmp_path / "X_train.npy", x)
     refused(r"read from y_train.npy beside it, which does not exist", tmp_path / "X_train.npy", array_layout="NTC")
     (tmp_path / "notes.txt").write_text("x")

@@ -4,7 +4,7 @@ the documented exit code before anything is read or written.
 * The final save of a second run into a finished folder, interrupted, leaves a folder that push refuses.
 * A resume whose model settings differ from the checkpoint's, a folder of the user's own files as --output_dir, a
   diverged run (NaN weights): refused or stopped, the folder untouched or left unfinished.
-* A --train_path run is named after its file; a dataset name cannot put the default folder outside outputs/.
+* A run on a file is named after it; a dataset name cannot put the default folder outside outputs/.
 * scripts/evaluate_checkpoint.py on a missing or unfinished folder, an unknown split, --batch_size 0, an
   unwritable --output; the training scripts on a bogus --attention_type, a file as --output_dir,
   --validation_fraction 1.0, --max_train_samples 0, an unreachable Hub with --push_to_hub: exit 2 (1 for the Hub),
@@ -87,7 +87,7 @@ def no_data(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("the data was loaded before the arguments were checked")
 
-    monkeypatch.setattr(timeseries_script, "load_uea", refuse)
+    monkeypatch.setattr(timeseries_script, "load_timeseries", refuse)
     monkeypatch.setattr(image_script, "load_image_dataset", refuse)
 
 
@@ -98,7 +98,6 @@ def test_interrupted_final_save_into_a_finished_folder_is_not_finished(run_copy:
     """A second run's final save dies after moving its first file in: the folder holds new files beside the old
     config and metrics, and must not look finished (push refuses it)."""
     model = AutoModelForSequenceClassification.from_pretrained(run_copy)
-    trainer = type("TrainerStub", (), {"model": model})()
     moves = []
 
     def dying_replace(source, destination):
@@ -109,7 +108,7 @@ def test_interrupted_final_save_into_a_finished_folder_is_not_finished(run_copy:
 
     monkeypatch.setattr(training.os, "replace", dying_replace)
     with pytest.raises(KeyboardInterrupt):
-        save_hub_ready_folder(trainer, run_copy, {"test_accuracy_final": 0.5, "eval_history": []}, "# new card\n")
+        save_hub_ready_folder(model, run_copy, {"test_accuracy_final": 0.5, "eval_history": []}, "# new card\n")
     assert moves and (run_copy / "config.json").is_file()
     with pytest.raises(FolderNotReadyError, match="training_metrics.json missing"):
         list_push_files(run_copy)
@@ -153,7 +152,7 @@ def test_overwrite_flag_and_our_own_folders_are_accepted(finished_run: Path, tmp
 
 
 def test_train_path_run_is_named_after_its_file(tmp_path: Path) -> None:
-    result = train("--train_path", str(BASIC_MOTIONS / "BasicMotions_TRAIN.ts"), "--test_path",
+    result = train("--dataset", str(BASIC_MOTIONS / "BasicMotions_TRAIN.ts"), "--test_file",
                    str(BASIC_MOTIONS / "BasicMotions_TEST.ts.gz"), *TINY, "--save_strategy", "no", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert [p.name for p in (tmp_path / "outputs").iterdir()] == ["timeseries-BasicMotions-bn"]
@@ -191,9 +190,8 @@ def test_a_model_with_nan_weights_is_not_saved(run_copy: Path) -> None:
     with __import__("torch").no_grad():
         next(model.parameters()).fill_(float("nan"))
     before = hashes(run_copy)
-    trainer = type("TrainerStub", (), {"model": model})()
     with pytest.raises(TrainingDivergedError, match="NaN or infinite weights"):
-        save_hub_ready_folder(trainer, run_copy, {"test_accuracy_final": 0.1}, "# card\n")
+        save_hub_ready_folder(model, run_copy, {"test_accuracy_final": 0.1}, "# card\n")
     assert hashes(run_copy) == before
 
 
