@@ -85,6 +85,10 @@ def test_fit_trains_the_model_the_training_command_trains(motions, tmp_path):
     assert set(saved) <= set(ours)
     for name, tensor in saved.items():
         torch.testing.assert_close(ours[name], tensor, rtol=0, atol=0, msg=name)
+    # the command's folder as an estimator: its classes are the header's names, its probabilities ours
+    from_command = PrimalDualClassifier.from_pretrained(tmp_path / "run")
+    assert list(from_command.classes_) == header
+    np.testing.assert_array_equal(from_command.predict_proba(x_train[:8]), classifier.predict_proba(x_train[:8]))
 
 
 def test_cross_val_score_is_the_fold_by_fold_loop(motions):
