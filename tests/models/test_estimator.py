@@ -91,6 +91,7 @@ def test_fit_trains_the_model_the_training_command_trains(motions, tmp_path):
     np.testing.assert_array_equal(from_command.predict_proba(x_train[:8]), classifier.predict_proba(x_train[:8]))
 
 
+@pytest.mark.slow
 def test_cross_val_score_is_the_fold_by_fold_loop(motions):
     x, y, _, _ = motions
     estimator = PrimalDualClassifier(**{**SIZE, "num_train_epochs": 1})
@@ -100,6 +101,7 @@ def test_cross_val_score_is_the_fold_by_fold_loop(motions):
     assert scores.tolist() == by_hand
 
 
+@pytest.mark.slow
 def test_series_of_any_length_integer_classes_and_univariate_arrays():
     vowels = load_uea("JapaneseVowels")
     train = vowels["train"].with_format("numpy")
@@ -126,6 +128,7 @@ def test_params_clone_and_set_params(fitted):
     assert {item.name for item in fields(AttentionSettings)} <= set(params)
 
 
+@pytest.mark.slow
 def test_save_pretrained_writes_the_commands_folder_and_from_pretrained_reads_it(fitted, motions, tmp_path):
     _, _, x_test, _ = motions
     folder = fitted.save_pretrained(tmp_path / "motions-bn")
