@@ -32,7 +32,7 @@ from transformers import (
 )
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, HubStrategy, SaveStrategy, get_last_checkpoint
 
-from .attention import parse_attention_type
+from .attention import AttentionSettings, InvalidSetting
 from .configuration_primaldual_timeseries import PrimalDualTimeSeriesConfig
 from .data.timeseries import TimeSeriesDataError
 from .feature_extraction_primaldual_timeseries import (
@@ -59,24 +59,15 @@ class TrainingDivergedError(RuntimeError):
 
 
 @dataclass
-class AttentionArguments:
-    """The attention of the primal-dual family, from the command line (fields of `PrimalDualAttentionConfig`)."""
-
-    attention_type: str = field(
-        default="softmax",
-        metadata={"help": "softmax, linear, sparse, bn, sh, bn_sh, linear_bn, linear_sh or linear_bn_sh"},
-    )
-    head_scales: list[int] | None = field(default=None, metadata={"help": "SH: one pooling factor per head"})
-    sh_pooling: str = field(default="mean", metadata={"help": "SH: mean or max pooling"})
-    attention_window: int = field(default=16, metadata={"help": "sparse: keys on each side of a query"})
-    bn_mean_weight: float = field(default=1.0, metadata={"help": "BN: weight of the keys' mean subtracted"})
-    bn_use_std: bool = field(default=True, metadata={"help": "BN: divide by the keys' standard deviation"})
+class AttentionArguments(AttentionSettings):
+    """The attention of the primal-dual family, from the command line: the fields of `AttentionSettings`, with
+    their defaults, allowed values and help."""
 
     def __post_init__(self) -> None:
         try:  # before any data is read: a typo should not cost a dataset load
-            parse_attention_type(self.attention_type)
-        except ValueError as err:
-            raise UsageError(f"--attention_type: {err}") from None
+            self.check_settings()
+        except InvalidSetting as err:
+            raise UsageError(f"--{err.setting}: {err}") from None
 
     def config_kwargs(self) -> dict[str, Any]:
         return asdict(self)
