@@ -204,10 +204,7 @@ def primal_dual_attention_forward(
         if mask.shape[1] != 1:
             raise ValueError("The primal-dual attentions take one mask for all heads, not a mask per head.")
         layout = TokenLayout()
-    try:
-        output, weights = primal_dual_attention(query, key, value, options, mask, layout, implementation, dropout)
-    except ValueError as err:
-        raise ValueError(f"{getattr(config, 'model_type', 'This model')}: {err}") from None
+    output, weights = primal_dual_attention(query, key, value, options, mask, layout, implementation, dropout)
     return output.transpose(1, 2).contiguous(), weights
 
 

@@ -1,9 +1,9 @@
 """Conversion that persists: a stock transformers checkpoint written again so that it always runs a primal-dual
-attention.
+attention, without loading it.
 
-``attn_implementation`` is not written by ``save_pretrained``, so a model loaded with
-``attn_implementation="primaldual_bn"`` and saved comes back with transformers' default attention.
-:func:`convert_checkpoint` writes a copy of a checkpoint (a local folder or a Hub model id) whose config.json holds
+(A model loaded with ``attn_implementation="primaldual_bn"`` and saved with ``save_pretrained`` keeps its attention
+too, where the package is imported: see ``configuration_primaldual_registration``.) :func:`convert_checkpoint`
+writes a copy of a checkpoint (a local folder or a Hub model id) whose config.json holds
 ``"attn_implementation": "primaldual_<type>"`` and the settings (``primaldual_attention``), so that
 
 * with the package installed, ``import hf_primaldual`` then ``AutoModelFor...from_pretrained(folder)`` runs the
@@ -54,12 +54,18 @@ from huggingface_hub.utils.sha import sha_fileobj
 from safetensors.torch import save_file
 from transformers import AttentionInterface, AutoConfig
 from transformers.dynamic_module_utils import custom_object_save
-from transformers.models.auto.configuration_auto import CONFIG_MAPPING, CONFIG_MAPPING_NAMES
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
 from . import configuration_primaldual_registration as registration
 from .attention import ATTENTION_TYPES
 from .attention_interface import DEFAULT_SETTINGS, PREFIX, SETTINGS_ATTRIBUTE, attention_settings, settings_of
-from .hub import MODEL_CARD_TEMPLATES, REPO_ID_PLACEHOLDER, attention_formula, framework_versions
+from .hub import (
+    MODEL_CARD_TEMPLATES,
+    REPO_ID_PLACEHOLDER,
+    attention_formula,
+    framework_versions,
+    install_instructions,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +199,8 @@ def _output_lock(output: Path) -> Iterator[None]:
     try:
         yield
     finally:
+        # Removed while still held: a contender never waits (timeout 0), so none can hold the unlinked file.
+        Path(lock.lock_file).unlink(missing_ok=True)
         lock.release()
 
 
@@ -322,30 +330,12 @@ def _resolve_settings(
 # ------------------------------------------------------------------------------------------------ the folder
 
 
-def _auto_classes(model_type: str, architectures: list[str]) -> dict[str, str]:
-    """``auto_map`` keys -> transformers class names: AutoConfig, AutoModel and every Auto class that maps the
-    model type to one of the checkpoint's architectures (as transformers' own lazy mappings say)."""
-    config_class = CONFIG_MAPPING[model_type]
-    classes = {"AutoConfig": config_class.__name__}
-    for auto_name in sorted(name for name in dir(transformers) if name.startswith("AutoModel")):
-        mapping = getattr(getattr(transformers, auto_name), "_model_mapping", None)
-        if mapping is None or config_class not in mapping:
-            continue
-        mapped = mapping[config_class]
-        names = [model.__name__ for model in (mapped if isinstance(mapped, tuple) else (mapped,))]
-        if auto_name == "AutoModel":
-            classes[auto_name] = names[0]
-        elif matches := [name for name in names if name in architectures]:
-            classes[auto_name] = matches[0]
-    return {key: name for key, name in classes.items() if hasattr(transformers, name)}
-
-
 def _write_config_and_code(
     folder: Path, config: dict[str, Any], name: str, settings: dict[str, Any]
 ) -> dict[str, str]:
     """config.json with the attention, its settings and ``auto_map``; the registration module and the attention
     files it imports beside it. Returns the ``auto_map`` class names."""
-    classes = _auto_classes(config["model_type"], list(config.get("architectures") or []))
+    classes = registration.auto_classes(config["model_type"], list(config.get("architectures") or []))
     config = {**config, "attn_implementation": name, SETTINGS_ATTRIBUTE: settings}
     config.pop("auto_map", None)
     # transformers' own saving of custom code: the module, its relative imports, and the AutoConfig entry.
@@ -577,6 +567,7 @@ def _model_card(
         repo_id=REPO_ID_PLACEHOLDER,
         original_card=original_card.text.strip() if original_card is not None else None,
         framework_versions=framework_versions(),
+        install=install_instructions(),
     )
 
 

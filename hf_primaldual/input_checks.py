@@ -1,17 +1,32 @@
-"""Checks on model inputs shared by the models, with errors that say how to fix the input."""
+"""Checks on model inputs shared by the models, with errors that say how to fix the input.
+
+Under torch.compile a check that depends on the values cannot branch in Python without breaking the graph: it
+becomes an assertion inside the graph (``torch._assert_async``), so that a compiled model refuses what the eager
+one refuses, with the same message (as a RuntimeError, without the eager message's details such as batch items).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
 
+def _refuse_unless(holds: torch.Tensor, message: str, details: Callable[[], str] | None = None) -> None:
+    """Raise ``ValueError(message)`` (with ``details()`` where given) unless the boolean scalar ``holds``."""
+    if torch.compiler.is_compiling():
+        torch._assert_async(holds, message)
+    elif not bool(holds):
+        raise ValueError(message if details is None else f"{message} {details()}")
+
+
 def check_finite(tensor: torch.Tensor, name: str) -> None:
-    """Raise if ``tensor`` holds NaN or inf (skipped under torch.compile, where the check would break the graph)."""
-    if not torch.compiler.is_compiling() and not torch.isfinite(tensor).all():
-        bad = (~torch.isfinite(tensor)).flatten(1).any(dim=1).nonzero().flatten().tolist()
-        raise ValueError(
-            f"{name} contains NaN or inf values (batch items {bad}): impute or drop them before calling the model."
-        )
+    """Raise if ``tensor`` holds NaN or inf."""
+    _refuse_unless(
+        torch.isfinite(tensor).all(),
+        f"{name} contains NaN or inf values: impute or drop them before calling the model.",
+        lambda: f"(batch items {(~torch.isfinite(tensor)).flatten(1).any(dim=1).nonzero().flatten().tolist()})",
+    )
 
 
 def check_key_mask(
@@ -32,17 +47,16 @@ def check_key_mask(
     if attention_mask.dtype == torch.bool:
         mask = attention_mask
     else:
-        if not torch.compiler.is_compiling() and not ((attention_mask == 0) | (attention_mask == 1)).all():
-            raise ValueError(
-                f"{name} must hold 1 (attend) and 0 (padding) only, as transformers' tokenizers and processors "
-                f"produce it; got values such as {attention_mask.unique()[:4].tolist()}. An additive mask "
-                "(0 / -inf) is not accepted here: pass (additive_mask == 0).long()."
-            )
+        _refuse_unless(
+            ((attention_mask == 0) | (attention_mask == 1)).all(),
+            f"{name} must hold 1 (attend) and 0 (padding) only, as transformers' tokenizers and processors produce "
+            "it. An additive mask (0 / -inf) is not accepted here: pass (additive_mask == 0).long().",
+            lambda: f"Got values such as {attention_mask.unique()[:4].tolist()}.",
+        )
         mask = attention_mask != 0
+    _refuse_unless(mask.any(dim=1).all(), f"{name} has a sequence with no real token: drop empty sequences.")
     if torch.compiler.is_compiling():
-        return mask
-    if not mask.any(dim=1).all():
-        raise ValueError(f"{name} has a sequence with no real token: drop empty sequences.")
+        return mask  # no data-dependent choice of the unmasked fast path inside a graph
     return None if mask.all() else mask
 
 
@@ -52,7 +66,7 @@ def check_labels(labels: torch.Tensor | None, batch_size: int, config) -> None:
     Integer class indices ``(batch,)`` in ``[0, num_labels)`` (``-100``: ignored, not all of them); float targets
     ``(batch, num_labels)`` for multi-label classification; floats ``(batch,)`` for regression (``num_labels=1``).
     """
-    if labels is None or torch.compiler.is_compiling():
+    if labels is None:
         return
     num_labels = config.num_labels
     if labels.shape[0] != batch_size:
@@ -75,12 +89,11 @@ def check_labels(labels: torch.Tensor | None, batch_size: int, config) -> None:
             "labels pass labels.argmax(-1)."
         )
     ignored = labels == -100
-    if ignored.all():
-        raise ValueError("Every label is -100 (ignored): the loss would be NaN. Pass at least one real label.")
-    real = labels[~ignored]
-    if (real < 0).any() or (real >= num_labels).any():
-        bad = real[(real < 0) | (real >= num_labels)].unique()[:5].tolist()
-        raise ValueError(
-            f"labels {bad} are out of range for num_labels={num_labels}: labels are class indices in "
-            f"[0, {num_labels - 1}] (-100 to ignore one); build the model with the dataset's number of classes."
-        )
+    _refuse_unless(~ignored.all(), "Every label is -100 (ignored): the loss would be NaN. Pass at least one real label.")
+    out_of_range = ~ignored & ((labels < 0) | (labels >= num_labels))
+    _refuse_unless(
+        ~out_of_range.any(),
+        f"labels are out of range for num_labels={num_labels}: labels are class indices in [0, {num_labels - 1}] "
+        "(-100 to ignore one); build the model with the dataset's number of classes.",
+        lambda: f"Out of range: {labels[out_of_range].unique()[:5].tolist()}.",
+    )

@@ -200,7 +200,7 @@ def test_unknown_attention_type_lists_the_valid_ones(tmp_path: Path, stock: Path
 
 def test_sh_on_a_causal_model_fails_with_the_attention_message(tmp_path: Path, stock: Path) -> None:
     assert_refused(tmp_path, stock, "bn_sh", "(?s)primaldual_bn_sh cannot run this llama model: Attention-SH needs "
-                   "every query to see the same keys.*Use primaldual_bn")
+                   "every query to see the same keys.*without SH \\(primaldual_bn")
 
 
 def test_unknown_settings_are_refused(tmp_path: Path, stock: Path) -> None:
