@@ -1,5 +1,6 @@
 """Registration of the package's models with transformers' Auto classes and of its time-series pipeline, in this
-process and in checkpoints.
+process and in checkpoints; and the saving of a stock model's primal-dual attention with its config
+(`configuration_primaldual_registration.persist_primal_dual_attention`).
 
 The time-series classifier is registered with `AutoModelForSequenceClassification`: transformers has no public
 Auto class for time-series classification, and a series in, one label out is what that class stands for. The
@@ -17,6 +18,7 @@ from transformers import (
 )
 from transformers.pipelines import PIPELINE_REGISTRY
 
+from .configuration_primaldual_registration import persist_primal_dual_attention
 from .configuration_primaldual_timeseries import PrimalDualTimeSeriesConfig
 from .configuration_primaldual_vit import PrimalDualViTConfig
 from .feature_extraction_primaldual_timeseries import PrimalDualTimeSeriesFeatureExtractor
@@ -39,8 +41,10 @@ AUTO_CLASSES = {
 
 
 def register_auto_classes() -> None:
-    """Make AutoConfig / AutoModel / AutoModelFor... resolve this package's model types, and
-    `pipeline("time-series-classification", ...)` resolve to the package's pipeline (idempotent)."""
+    """Make AutoConfig / AutoModel / AutoModelFor... resolve this package's model types,
+    `pipeline("time-series-classification", ...)` resolve to the package's pipeline, and `save_pretrained` keep a
+    stock model's primal-dual attention (idempotent)."""
+    persist_primal_dual_attention()
     for config_class, models in AUTO_CLASSES.items():
         AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
         for auto_class, model_class in models.items():
