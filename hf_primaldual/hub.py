@@ -2,8 +2,10 @@
 
 * Model cards: the templates of `model_cards/` (installed as the package data `hf_primaldual.model_cards`)
   rendered with huggingface_hub's ModelCard, the evaluation results as `model-index` entries (`render_model_card`).
-* Publishing a finished output folder of the training scripts to a Hub repo (`push_output_folder`, behind
-  `scripts/push_to_hub.py`, and `push_from_trainer` for the Trainer's own `--push_to_hub` flags). Only the real
+* Publishing a saved model folder to a Hub repo, whoever saved it (`push_output_folder`, behind
+  ``hf-primaldual-push``; `push_from_trainer` for the Trainer's own `--push_to_hub` flags; `push_model` for the
+  package models' own ``push_to_hub``), with the project's card (rendered from the folder when it has none, see
+  `model_folders`). Only the real
   `HfApi` calls are used (create_repo, create_branch, create_commit, create_tag); the endpoint and the token come
   from the standard environment (``HF_ENDPOINT``, ``HF_TOKEN`` or the token of ``hf auth login``), so the same code
   serves the public Hub and any Hub-compatible server. Every Hub failure is re-raised as `HubPushError`, whose
@@ -18,7 +20,8 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
 from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
@@ -102,48 +105,186 @@ class EvaluationRow:
     value: float
 
 
+@dataclass(frozen=True)
+class HubTask:
+    """How the Hub files a family's models: its ``pipeline_tag`` (one of the Hub's tasks), the model-index task
+    (``type``, ``name``) and tags that say what the model is."""
+
+    pipeline_tag: str
+    task_type: str
+    task_name: str
+    tags: tuple[str, ...]
+
+
+#: The Hub's tasks (huggingface.js `PIPELINE_DATA`) have image-classification, but no time-series classification:
+#: its one time-series task is time-series-forecasting, in the "tabular" modality. The time-series classifier is
+#: filed under that modality's classification task, tabular-classification, which also keeps the Hub from taking
+#: it for a text classifier (it guesses text-classification from `AutoModelForSequenceClassification` in
+#: `auto_map` when a card names no pipeline_tag); its model-index task and tags say time-series-classification.
+FAMILY_TASKS: dict[str, HubTask] = {
+    "primaldual-vit": HubTask("image-classification", "image-classification", "Image Classification", ("vision",)),
+    "primaldual-timeseries": HubTask(
+        "tabular-classification", "time-series-classification", "Time Series Classification",
+        ("time-series", "time-series-classification"),
+    ),
+}
+#: The config fields that give a family's shape, as the card reports them (read from the saved model's config).
+SHAPE_FIELDS: dict[str, tuple[str, ...]] = {
+    "primaldual-vit": (
+        "image_size", "patch_size", "num_channels", "hidden_size", "num_hidden_layers", "num_attention_heads",
+        "intermediate_size", "distillation_token", "distillation_head",
+    ),
+    "primaldual-timeseries": (
+        "num_input_channels", "max_sequence_length", "hidden_size", "num_hidden_layers", "num_attention_heads",
+        "intermediate_size", "pooling", "norm_type",
+    ),
+}
+
+
+def plain_value(value: Any) -> Any:
+    """A value as a card shows it: an enum by its value (``cosine``, not ``SchedulerType.COSINE``), containers
+    element by element."""
+    if isinstance(value, Enum):
+        return plain_value(value.value)
+    if isinstance(value, (list, tuple)):
+        return [plain_value(item) for item in value]
+    if isinstance(value, Mapping):
+        return {key: plain_value(item) for key, item in value.items()}
+    return value
+
+
+def model_hyperparameters(family: str, config: Any) -> dict[str, Any]:
+    """What the saved model is, read from its config: the family's shape (`SHAPE_FIELDS`), its dropout and its
+    attention settings (those that apply to its attention type)."""
+    from .attention import AttentionSettings
+
+    values = {name: getattr(config, name) for name in SHAPE_FIELDS.get(family, ()) if hasattr(config, name)}
+    values = {name: value for name, value in values.items() if value is not False}  # DeiT's fields only when set
+    hidden, attention = getattr(config, "hidden_dropout_prob", None), getattr(config, "attention_probs_dropout_prob", None)
+    if hidden is not None and hidden == attention:
+        values["dropout"] = hidden
+    else:
+        values.update({k: v for k, v in (("hidden_dropout_prob", hidden), ("attention_probs_dropout_prob", attention))
+                       if v is not None})
+    spec = parse_attention_type(config.attention_type)
+    applies = {
+        "attention_window": spec.kernel == "local_window",
+        "head_scales": spec.scaled_heads, "sh_pooling": spec.scaled_heads,
+        "bn_eps": spec.batch_norm, "bn_mean_weight": spec.batch_norm, "bn_use_std": spec.batch_norm,
+    }
+    for name in AttentionSettings.names():
+        if applies.get(name, True) and getattr(config, name, None) is not None:
+            values[name] = getattr(config, name)
+    return plain_value(values)
+
+
+def hub_id(name_or_path: str | os.PathLike | None) -> str | None:
+    """``name_or_path`` if it names a Hub repo (a valid id that is no local path), else None."""
+    if name_or_path is None or isinstance(name_or_path, os.PathLike):
+        return None
+    text = str(name_or_path)
+    if text.startswith((".", "~", "/")) or "\\" in text or Path(text).exists():
+        return None
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return None
+    return text
+
+
+def base_model_reference(name_or_path: str | os.PathLike | None, revision: str | None = None) -> tuple[str, str | None] | None:
+    """``(repo_id, commit)`` of a Hub checkpoint a model was fine-tuned from (the commit of the cached download,
+    else ``revision`` as given), or None for a local folder: a card's ``base_model`` names Hub repos only."""
+    repo_id = hub_id(name_or_path)
+    if repo_id is None:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    commit = Path(cached).parent.name if isinstance(cached, str) else None  # .../snapshots/<commit>/config.json
+    return repo_id, commit or revision
+
+
+def install_instructions() -> str:
+    """How a card tells a visitor to install the package for training or evaluating: from the repository URL the
+    package's metadata names (``[project.urls]`` of pyproject.toml), else from the repository's source."""
+    try:
+        urls = metadata.metadata("hf-primaldual").get_all("Project-URL") or []
+    except metadata.PackageNotFoundError:
+        urls = []
+    named = dict(url.split(", ", 1) for url in urls if ", " in url)
+    url = next((named[key] for key in ("Repository", "Source", "Homepage") if key in named), None)
+    if url:
+        return f"`pip install git+{url}` (it is not on PyPI; its repository: <{url}>)"
+    return "install from the repository this card links (`pip install <a checkout of it>`; it is not on PyPI)"
+
+
 def render_model_card(
     family: str,
     *,
     model_name: str,
     config: Any,
-    dataset_name: str,
+    dataset_name: str | None,
     dataset_description: str,
     hyperparameters: Mapping[str, Any],
     results: list[EvaluationRow],
-    task_type: str,
+    task_type: str | None = None,
     repo_id: str = REPO_ID_PLACEHOLDER,
     protocol_note: str = "",
     limitations: str = "",
     tags: list[str] | None = None,
     base_model: str | None = None,
+    base_model_revision: str | None = None,
+    dataset_id: str | None = None,
+    source_repository: str | None = None,
+    original_card: str | None = None,
 ) -> ModelCard:
     """Render the template ``model_cards/<family>.md`` for a trained model.
 
+    The card reports the model as its ``config`` says (its shape and attention override the same names in
+    ``hyperparameters``, whose values are shown plain: enums by value), files it under the family's Hub task
+    (`FAMILY_TASKS`: ``pipeline_tag``, model-index task type and name, tags), and names ``base_model`` only when it
+    is a Hub repo (a local checkpoint folder is said in the text).
+
     Args:
         family: ``"primaldual-vit"`` or ``"primaldual-timeseries"`` (the template's name).
-        results: the evaluation results; each becomes a `model-index` entry.
-        task_type: the Hub task id of the results, e.g. ``"image-classification"``.
+        dataset_name: the dataset's name for people; None when unknown (then no model-index).
+        dataset_id: the Hub dataset id (``owner/name``), for ``datasets:`` and model-index; by default
+            ``dataset_name`` when it is one.
+        results: the evaluation results; each becomes a `model-index` entry (when the dataset is known).
+        task_type: the model-index task id; by default the family's (`FAMILY_TASKS`).
+        base_model_revision: the commit (or tag) of ``base_model`` fine-tuned from.
+        source_repository: where the checkpoint came from when it is not a Hub repo (shown in the text only).
+        original_card: the text of a card the model's folder held before (kept at the end of the card).
     """
+    task = FAMILY_TASKS.get(family)
+    dataset_id = dataset_id or (hub_id(dataset_name) if dataset_name and "/" in dataset_name else None)
+    index_dataset = dataset_id or dataset_name
     eval_results = [
         EvalResult(
-            task_type=task_type,
-            dataset_type=dataset_name,
-            dataset_name=dataset_name,
+            task_type=task_type or (task.task_type if task else "other"),
+            task_name=task.task_name if task else None,
+            dataset_type=index_dataset,
+            dataset_name=dataset_name or index_dataset,
             dataset_split=row.split,
             metric_type=row.metric,
             metric_name=row.metric,
             metric_value=row.value,
         )
         for row in results
-    ]
+    ] if index_dataset else []
+    hub_base = hub_id(base_model)
     card_data = ModelCardData(
         model_name=model_name,
         library_name="transformers",
         license="apache-2.0",
-        tags=["hf-primaldual", "primal-dual-attention", f"attention-{config.attention_type}", *(tags or [])],
-        pipeline_tag=task_type if task_type == "image-classification" else None,
-        base_model=base_model,
+        tags=list(dict.fromkeys([
+            "hf-primaldual", "primal-dual-attention", f"attention-{config.attention_type}",
+            *(task.tags if task else ()), *(tags or []),
+        ])),
+        pipeline_tag=task.pipeline_tag if task else None,
+        base_model=hub_base,
+        datasets=[dataset_id] if dataset_id else None,
         eval_results=eval_results or None,
     )
     template = MODEL_CARD_TEMPLATES / f"{family}.md"
@@ -155,6 +296,7 @@ def render_model_card(
             + (f"Give one of: {', '.join(families)}." if families else
                "The package was installed without its templates: reinstall it (pip install . or its wheel).")
         )
+    shown = {**plain_value(dict(hyperparameters)), **model_hyperparameters(family, config)}
     return ModelCard.from_template(
         card_data,
         template_str=template.read_text(encoding="utf-8"),
@@ -162,13 +304,18 @@ def render_model_card(
         attention_type=config.attention_type,
         attention_formula=attention_formula(config.attention_type, config),
         dataset_description=dataset_description,
-        hyperparameters=dict(hyperparameters),
+        hyperparameters=shown,
         results=results,
         repo_id=repo_id,
         num_channels=getattr(config, "num_input_channels", None),
         protocol_note=protocol_note,
         limitations=limitations or "Trained on one small dataset; check accuracy on your own data before use.",
         framework_versions=framework_versions(),
+        base_model=hub_base,
+        base_model_revision=base_model_revision if hub_base else None,
+        local_base_model=None if hub_base else (source_repository or base_model),
+        install=install_instructions(),
+        original_card=original_card,
     )
 
 
@@ -185,10 +332,6 @@ def framework_versions() -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------------------ publishing
 
-#: Files that mark a finished output folder (`training.save_hub_ready_folder` writes the metrics file last). A
-#: folder written by `conversion.convert_checkpoint` is finished too (it is renamed into place once complete); its
-#: config.json names a primal-dual attention, which no `save_pretrained` writes (see `_is_conversion`).
-REQUIRED_FILES = ("config.json", "training_metrics.json")
 #: A converted checkpoint's tokenizer, as transformers saves one (exact names: they are published even where a
 #: word in them, such as ``tokens``, would otherwise mark a credential).
 TOKENIZER_FILES = (
@@ -239,11 +382,16 @@ class FolderNotReadyError(PushArgumentError):
 
 @dataclass(frozen=True)
 class PushFile:
-    """A file of the output folder that is published: its path in the repo and its size in bytes."""
+    """A file of the output folder that is published: its path in the repo and its size in bytes; ``content`` for a
+    file made for the push (the model card rendered from the folder), which ``local_path`` then is not."""
 
     path_in_repo: str
     size: int
-    local_path: Path
+    local_path: Path | None
+    content: bytes | None = None
+
+    def read_bytes(self) -> bytes:
+        return self.content if self.content is not None else self.local_path.read_bytes()
 
 
 @dataclass(frozen=True)
@@ -303,52 +451,39 @@ def _looks_secret(name: str) -> bool:
     return _matches(name, SECRET_NAMES) or (name not in TOKENIZER_FILES and _SECRET_WORDS.search(name) is not None)
 
 
-def _is_conversion(root: Path) -> bool:
-    """Whether ``root`` was written by `conversion.convert_checkpoint`: its config.json holds
-    ``"attn_implementation": "primaldual_<type>"``, which transformers' `save_pretrained` never writes."""
-    try:
-        config = json.loads((root / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(config, dict) and str(config.get("attn_implementation", "")).startswith(PREFIX)
-
-
 def _leaves_folder(entry: Path, root: Path) -> bool:
     return entry.is_symlink() and not entry.resolve().is_relative_to(root)
 
 
-def plan_push(folder: str | os.PathLike) -> PushPlan:
-    """What a push of the finished output folder ``folder`` publishes, and what it leaves out.
+def plan_push(folder: str | os.PathLike, *, include_logs: bool = False) -> PushPlan:
+    """What a push of the model folder ``folder`` publishes, and what it leaves out.
 
-    Only the top-level files a model repo needs are published (`PUBLISHED_FILES`, and the code files that
-    ``auto_map`` names); everything else (training state, other pickles such as ``*.bin``, TensorBoard event files,
-    sub-folders, files named like credentials, ...) is left out.
+    ``folder`` holds a model of this package or a stock model running a primal-dual attention, whoever saved it:
+    the training commands' output folder, a folder of ``save_pretrained``, the Trainer's ``save_model`` or one of
+    its ``checkpoint-N`` folders, a conversion. Only the top-level files a model repo needs are published
+    (`PUBLISHED_FILES`, the code files that ``auto_map`` and ``custom_pipelines`` name) and, with ``include_logs``,
+    the TensorBoard event files under it (the Hub shows them as training metrics); everything else (training
+    state, other pickles such as ``*.bin``, sub-folders, files named like credentials, ...) is left out. A folder
+    without the project's card gets one rendered from what it holds (`model_folders.folder_card`), never written
+    into the folder.
 
-    ``folder`` is the output folder of a finished training run, or a checkpoint converted by
-    `conversion.convert_checkpoint` (with its tokenizer files, if it has any).
-
-    Raises `FolderNotReadyError` when ``folder`` lacks ``config.json`` or ``training_metrics.json`` (a training run
-    that has not finished, or a checkpoint folder) and is not a conversion, when a file link in it points outside
-    it (its target would be uploaded), or when a ``*.safetensors`` file is not one.
+    Raises `FolderNotReadyError` for what cannot be published as a model (see `model_folders.read_model_folder`:
+    no config.json or weights, a model of neither kind, an unfinished run of the training commands), for weights
+    that leave the classifier head out or hold NaN or infinite values, when a file link in it points outside it
+    (its target would be uploaded), or when a ``*.safetensors`` file is not one.
     """
+    from .model_folders import check_model_weights, folder_card, read_model_folder
+
     root = Path(folder)
     if not root.is_dir():
-        raise FolderNotReadyError(f"{root} is not a folder: give the output_dir of a finished training run.")
-    missing = [name for name in REQUIRED_FILES if not (root / name).is_file()]
-    if missing and not _is_conversion(root):
-        hint = (
-            " It looks like a Trainer checkpoint: publish the run's output_dir, not one of its checkpoint-N folders."
-            if (root / "trainer_state.json").is_file()
-            else " Training has not finished (or was interrupted before the final save): finish or resume it "
-            "(--resume_from_checkpoint last) first. (A folder written by hf-primaldual-convert is published as it is.)"
-        )
-        raise FolderNotReadyError(
-            f"{root} is not a finished output folder: {' and '.join(missing)} missing.{hint}"
-        )
+        raise FolderNotReadyError(f"{root} is not a folder: give the folder a model was saved in.")
+    found = read_model_folder(root)
     root = root.resolve()
-    links_out = [entry for entry in sorted(root.iterdir()) if not entry.is_dir() and _leaves_folder(entry, root)]
+    logs = _log_files(root) if include_logs else []
+    top_level = [entry for entry in sorted(root.iterdir()) if not entry.is_dir()]
+    links_out = [entry for entry in [*top_level, *logs] if _leaves_folder(entry, root)]
     if links_out:
-        listed = ", ".join(f"{entry.name} -> {os.readlink(entry)}" for entry in links_out)
+        listed = ", ".join(f"{entry.relative_to(root)} -> {os.readlink(entry)}" for entry in links_out)
         raise FolderNotReadyError(
             f"{root} holds links to files outside it ({listed}): their targets would be uploaded. Nothing was "
             "pushed. Remove the links, or replace them with copies of the files you mean to publish."
@@ -360,6 +495,8 @@ def plan_push(folder: str | os.PathLike) -> PushPlan:
         name = entry.name
         if entry.is_file() and (name in code or _matches(name, PUBLISHED_FILES)) and not _looks_secret(name):
             files.append(PushFile(name, entry.stat().st_size, entry))
+        elif name == "runs" and include_logs:
+            continue  # its event files are listed below
         elif _matches(name, TRAINING_STATE):
             continue
         elif _looks_secret(name):
@@ -367,15 +504,35 @@ def plan_push(folder: str | os.PathLike) -> PushPlan:
         elif entry.is_dir():
             left_out.append(LeftOut(name + "/", "a folder (only the model's top-level files are published)"))
         elif "tfevents" in name:
-            left_out.append(LeftOut(name, "a TensorBoard event file"))
+            left_out.append(LeftOut(name, "a TensorBoard event file (published with --include_logs)"))
         elif _matches(name, PICKLE_FILES):
             left_out.append(LeftOut(name, "pickled state or weights (only safetensors weights are published)"))
         else:
             left_out.append(LeftOut(name, "not a file a model repo needs"))
+    for entry in logs:
+        relative = entry.relative_to(root).as_posix()
+        if any(_looks_secret(part) for part in relative.split("/")):
+            left_out.append(LeftOut(relative, "named like a credential"))
+        else:
+            files.append(PushFile(relative, entry.stat().st_size, entry))
     for file in files:
         if file.path_in_repo.endswith(".safetensors"):
             _check_safetensors(file.local_path)
+    model = check_model_weights(found)
+    if not found.has_project_card:
+        card = folder_card(found, model).encode("utf-8")
+        files = [file for file in files if file.path_in_repo != "README.md"]
+        files.append(PushFile("README.md", len(card), None, card))
+        files.sort(key=lambda file: file.path_in_repo)
     return PushPlan(files, left_out)
+
+
+def _log_files(root: Path) -> list[Path]:
+    """The TensorBoard event files under ``root`` (the Trainer writes them to ``runs/``), outside checkpoints."""
+    return sorted(
+        path for path in root.rglob("*tfevents*")
+        if path.is_file() and not any(part.startswith("checkpoint-") for part in path.relative_to(root).parts)
+    )
 
 
 def _check_safetensors(path: Path) -> None:
@@ -392,7 +549,7 @@ def _check_safetensors(path: Path) -> None:
 
 
 def list_push_files(folder: str | os.PathLike) -> list[PushFile]:
-    """The files of a finished output folder that make the published model, sorted by path (see `plan_push`)."""
+    """The files of a model folder that make the published model, sorted by path (see `plan_push`)."""
     return plan_push(folder).files
 
 
@@ -548,8 +705,10 @@ def push_output_folder(
     exist_ok: bool = True,
     delete_remote_extras: bool = True,
     keep_remote: Iterable[str] = (),
+    include_logs: bool = False,
+    upload_card: bool = True,
 ) -> CommitInfo | list[str]:
-    """Publish the finished output folder ``folder`` to the Hub model repo ``repo_id`` in one commit.
+    """Publish the model folder ``folder`` (see `plan_push`) to the Hub model repo ``repo_id`` in one commit.
 
     The repo is created if needed (``exist_ok``; ``private`` applies to a new repo, and pushing a ``private`` model
     into an existing public repo is refused). ``revision`` is a branch, created from ``main`` when missing. The
@@ -558,6 +717,8 @@ def push_output_folder(
     published files: remote files not in the folder (a Trainer's ``training_args.bin``, files of an older version)
     are deleted in the same commit, except ``.gitattributes`` and paths matching ``keep_remote`` (fnmatch patterns).
     ``tag`` tags the new commit. ``create_pr`` opens a pull request against ``revision`` instead of committing to it.
+    ``include_logs`` also publishes the TensorBoard event files under the folder (``runs/``), which the Hub shows as
+    training metrics. ``upload_card=False`` leaves the repo's own README.md as it is (`push_model`).
 
     ``dry_run`` contacts nothing and returns the lines ``path<TAB>size`` of what would be sent; otherwise the
     `CommitInfo` of the commit (the current head when nothing changed: no empty commit is made). The endpoint and
@@ -566,13 +727,13 @@ def push_output_folder(
     Only the files a model repo needs are published (see `plan_push`); what is left out is logged as a warning.
 
     Raises:
-        FolderNotReadyError: ``folder`` is not a finished output folder, or is unsafe to publish (nothing is
+        FolderNotReadyError: ``folder`` holds no model that can be published, or is unsafe to publish (nothing is
             contacted).
         PushArgumentError: the repo id, revision or tag is not valid (nothing is contacted).
         HubPushError: a Hub call failed; the message names the problem and the fix.
     """
-    plan = plan_push(folder)
-    files = plan.files
+    plan = plan_push(folder, include_logs=include_logs)
+    files = [file for file in plan.files if upload_card or file.path_in_repo != "README.md"]
     if plan.left_out:
         logger.warning(
             "Not published from %s (only the files a model repo needs are):\n%s", folder,
@@ -591,9 +752,9 @@ def push_output_folder(
     readme = next((file for file in files if file.path_in_repo == "README.md"), None)
     if readme is not None:  # a card whose metadata the Hub would reject fails here, before any network call
         try:
-            card_for_repo(readme.local_path.read_text(encoding="utf-8"), repo_id, tags)
+            card_for_repo(readme.read_bytes().decode("utf-8"), repo_id, tags)
         except (ValueError, yaml.YAMLError) as err:
-            raise FolderNotReadyError(f"{readme.local_path} has invalid metadata: {err}") from err
+            raise FolderNotReadyError(f"{readme.local_path or 'The rendered card'} has invalid metadata: {err}") from err
     if dry_run:
         return [f"{file.path_in_repo}\t{file.size}" for file in files]
 
@@ -623,12 +784,12 @@ def push_output_folder(
         operations: list[CommitOperationAdd | CommitOperationDelete] = []
         for file in files:
             if file is readme:
-                card = card_for_repo(file.local_path.read_text(encoding="utf-8"), repo_id, tags)
+                card = card_for_repo(file.read_bytes().decode("utf-8"), repo_id, tags)
                 operations.append(CommitOperationAdd("README.md", card.encode("utf-8")))
             else:
                 operations.append(CommitOperationAdd(file.path_in_repo, str(file.local_path)))
         if delete_remote_extras:
-            published = {file.path_in_repo for file in files}
+            published = {file.path_in_repo for file in plan.files}
             for sibling in info.siblings or []:
                 path = sibling.rfilename
                 if path not in published and not any(fnmatch.fnmatchcase(path, p) for p in keep_patterns):
@@ -707,3 +868,45 @@ def push_from_trainer(
             f"  hf-primaldual-push {folder} {repo_id}"
             + (f" --revision {args.hub_revision}" if args.hub_revision else "")
         ) from err.__cause__
+
+
+def push_model(
+    model: Any,
+    repo_id: str,
+    *,
+    commit_message: str | None = None,
+    commit_description: str | None = None,
+    private: bool | None = None,
+    token: bool | str | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
+    max_shard_size: int | str | None = "50GB",
+    tags: list[str] | None = None,
+) -> CommitInfo:
+    """``model.push_to_hub(repo_id, ...)`` of the package's models (same arguments as transformers'): the model
+    saved by its ``save_pretrained`` and published with the project's card, rendered from what was saved
+    (`plan_push`), instead of transformers' "Model Card for Model ID" stub. A repo whose README.md is already a
+    card of this project (e.g. published by the training commands) keeps it, as transformers keeps a repo's card;
+    remote files are never deleted. Raises `HubPushError` or `FolderNotReadyError` (non-finite weights...)."""
+    import tempfile
+
+    existing = _remote_card(repo_id, token)
+    keep_card = existing is not None and "hf-primaldual" in (existing.data.tags or [])
+    with tempfile.TemporaryDirectory() as folder:
+        model.save_pretrained(folder, max_shard_size=max_shard_size)
+        return push_output_folder(
+            folder, repo_id, private=bool(private), revision=revision,
+            commit_message=commit_message or "Upload model", commit_description=commit_description,
+            tags=tags or (), create_pr=create_pr, token=token if isinstance(token, str) else None,
+            delete_remote_extras=False, upload_card=not keep_card,
+        )
+
+
+def _remote_card(repo_id: str, token: bool | str | None) -> ModelCard | None:
+    """The repo's README.md as a card, or None where the repo or the card does not exist (or cannot be read)."""
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        return ModelCard.load(repo_id, token=token if isinstance(token, str) else None)
+    except (EntryNotFoundError, RepositoryNotFoundError, HfHubHTTPError, HFValidationError, ValueError):
+        return None

@@ -7,6 +7,8 @@ further changes none of its outputs.
 """
 
 import math
+import os
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,6 +26,8 @@ from .attention import TokenLayout
 from .configuration_primaldual_timeseries import PrimalDualTimeSeriesConfig
 from .input_checks import check_finite, check_key_mask, check_labels
 from .modeling_attention import PrimalDualSelfAttention
+from .modeling_push import ProjectCardPushMixin
+from .pipeline_timeseries import custom_pipelines_entry
 
 
 class MaskedBatchNorm(nn.Module):
@@ -110,7 +114,7 @@ class PrimalDualTimeSeriesLayer(GradientCheckpointingLayer):
         return self.norm_after_mlp(hidden_states + self.dropout(mlp_output), padding_mask)
 
 
-class PrimalDualTimeSeriesPreTrainedModel(PreTrainedModel):
+class PrimalDualTimeSeriesPreTrainedModel(ProjectCardPushMixin, PreTrainedModel):
     config: PrimalDualTimeSeriesConfig
     config_class = PrimalDualTimeSeriesConfig
     base_model_prefix = "model"
@@ -221,6 +225,16 @@ class PrimalDualTimeSeriesForClassification(PrimalDualTimeSeriesPreTrainedModel)
         pooled_size = config.hidden_size * (config.max_sequence_length if config.pooling == "flatten" else 1)
         self.classifier = nn.Linear(pooled_size, config.num_labels)
         self.post_init()
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+        """transformers' `save_pretrained`, with the `time-series-classification` pipeline named in config.json
+        (``custom_pipelines``): its code is saved with the model's (this module imports it), so
+        ``pipeline(model=folder, trust_remote_code=True)`` classifies raw series without the package once the fitted
+        feature extractor is beside the weights (the Trainer saves it there as its ``processing_class``). Every
+        save goes through here: ``save_pretrained``, the Trainer's checkpoints and ``save_model``, ``push_to_hub``."""
+        self.config.custom_pipelines = {**(getattr(self.config, "custom_pipelines", None) or {}),
+                                        **custom_pipelines_entry()}
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def pool(self, hidden_states: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
         """``(B, N, d)`` encoder output and its ``(B, N)`` token mask (None: all real) -> ``(B, pooled_size)``

@@ -41,6 +41,7 @@ from .attention import TokenLayout
 from .configuration_primaldual_vit import PrimalDualViTConfig
 from .input_checks import check_finite, check_key_mask, check_labels
 from .modeling_attention import PrimalDualSelfAttention
+from .modeling_push import ProjectCardPushMixin
 
 
 class PrimalDualViTLayer(ViTLayer):
@@ -52,7 +53,7 @@ class PrimalDualViTLayer(ViTLayer):
         self.attention = PrimalDualSelfAttention(config)
 
 
-class PrimalDualViTPreTrainedModel(ViTPreTrainedModel):
+class PrimalDualViTPreTrainedModel(ProjectCardPushMixin, ViTPreTrainedModel):
     config: PrimalDualViTConfig
     config_class = PrimalDualViTConfig
     _no_split_modules = ["ViTEmbeddings", "DeiTEmbeddings", "PrimalDualViTLayer"]

@@ -181,4 +181,17 @@ class PrimalDualTimeSeriesClassificationPipeline(Pipeline):
         return ClassificationFunction.SOFTMAX
 
 
-__all__ = ["TASK", "PrimalDualTimeSeriesClassificationPipeline"]
+def custom_pipelines_entry() -> dict[str, dict[str, Any]]:
+    """The ``custom_pipelines`` entry of config.json that makes ``pipeline(model=folder, trust_remote_code=True)``
+    run this pipeline from the folder's copy of this module: what transformers' `Pipeline.save_pretrained` writes for
+    a registered pipeline, without needing the registration (the package's models write it on every save)."""
+    module = PrimalDualTimeSeriesClassificationPipeline.__module__.rsplit(".", 1)[-1]
+    return {
+        TASK: {
+            "impl": f"{module}.{PrimalDualTimeSeriesClassificationPipeline.__name__}",
+            "pt": ["AutoModelForSequenceClassification"],
+        }
+    }
+
+
+__all__ = ["TASK", "PrimalDualTimeSeriesClassificationPipeline", "custom_pipelines_entry"]

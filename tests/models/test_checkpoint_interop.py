@@ -14,9 +14,11 @@ from transformers import (
     DeiTConfig,
     DeiTForImageClassification,
     DeiTForImageClassificationWithTeacher,
+    DeiTForMaskedImageModeling,
     DeiTModel,
     ViTConfig,
     ViTForImageClassification,
+    ViTForMaskedImageModeling,
     ViTModel,
 )
 
@@ -134,6 +136,19 @@ def test_a_checkpoint_with_a_layer_less_is_refused(tmp_path):
     ViTForImageClassification(ViTConfig(**TINY)).save_pretrained(tmp_path)
     with pytest.raises(CheckpointError, match=r"missing \(vit\.layers\.2\."):
         load_image_checkpoint(tmp_path, num_hidden_layers=3)
+
+
+@pytest.mark.parametrize("source_class", [ViTForMaskedImageModeling, DeiTForMaskedImageModeling])
+def test_masked_image_modelling_checkpoints_give_their_encoder(source_class, tmp_path):
+    """SimMIM pre-training: the encoder is fine-tuned, its mask token and decoder left out."""
+    config = (DeiTConfig if source_class is DeiTForMaskedImageModeling else ViTConfig)(**TINY, encoder_stride=8)
+    reference = randomised(source_class(config))
+    reference.save_pretrained(tmp_path)
+    model = load_image_checkpoint(tmp_path, num_labels=3).eval()
+    encoder = reference.deit if source_class is DeiTForMaskedImageModeling else reference.vit
+    x = images()
+    with torch.no_grad():
+        torch.testing.assert_close(model.vit(x).last_hidden_state, encoder(x).last_hidden_state, atol=1e-5, rtol=0)
 
 
 def test_a_vit_model_checkpoint_with_its_pooler_is_accepted(tmp_path):

@@ -212,14 +212,19 @@ def test_pipeline_factory_with_the_package(saved, vowels, tmp_path):
         pipeline_class=PrimalDualTimeSeriesClassificationPipeline, device="cpu",
     )
     by_remote_code = pipeline(model=str(saved / "checkpoint"), trust_remote_code=True, device="cpu")
-    # a folder saved without the pipeline (model and extractor alone) resolves the task through the registry
+    # a folder saved without the pipeline object (model and extractor alone) names the pipeline too: the model's
+    # own save writes it (issue 21)
     plain = tmp_path / "plain"
     unsaved = tiny_classifier(vowels, "bn_sh")  # the same seed: the weights of the saved checkpoint
     unsaved.model.save_pretrained(plain)
     unsaved.feature_extractor.save_pretrained(plain)
-    assert "custom_pipelines" not in json.loads((plain / "config.json").read_text())
-    by_task = pipeline("time-series-classification", model=str(plain), device="cpu")
-    assert type(by_task) is PrimalDualTimeSeriesClassificationPipeline
+    assert "time-series-classification" in json.loads((plain / "config.json").read_text())["custom_pipelines"]
+    # transformers runs a folder's custom_pipelines only with trust_remote_code=True (or an explicit class), even
+    # where the package has registered the task
+    with pytest.raises(ValueError, match="trust_remote_code=True"):
+        pipeline("time-series-classification", model=str(plain), device="cpu")
+    by_task = pipeline("time-series-classification", model=str(plain), trust_remote_code=True, device="cpu")
+    assert type(by_task).__name__ == PrimalDualTimeSeriesClassificationPipeline.__name__
     for pipe in (by_class, by_remote_code, by_task):
         for result, reference in zip(pipe(series, batch_size=4), expected):
             assert [item["label"] for item in result] == [item["label"] for item in reference]
