@@ -120,11 +120,12 @@ class HubTask:
 #: its one time-series task is time-series-forecasting, in the "tabular" modality. The time-series classifier is
 #: filed under that modality's classification task, tabular-classification, which also keeps the Hub from taking
 #: it for a text classifier (it guesses text-classification from `AutoModelForSequenceClassification` in
-#: `auto_map` when a card names no pipeline_tag); its model-index task and tags say time-series-classification.
+#: `auto_map` when a card names no pipeline_tag). Its model-index task has that id too (the Hub asks for one of its
+#: task ids there) and the name "Time Series Classification"; its tags say time-series-classification.
 FAMILY_TASKS: dict[str, HubTask] = {
     "primaldual-vit": HubTask("image-classification", "image-classification", "Image Classification", ("vision",)),
     "primaldual-timeseries": HubTask(
-        "tabular-classification", "time-series-classification", "Time Series Classification",
+        "tabular-classification", "tabular-classification", "Time Series Classification",
         ("time-series", "time-series-classification"),
     ),
 }
@@ -252,7 +253,8 @@ def render_model_card(
         dataset_id: the Hub dataset id (``owner/name``), for ``datasets:`` and model-index; by default
             ``dataset_name`` when it is one.
         results: the evaluation results; each becomes a `model-index` entry (when the dataset is known).
-        task_type: the model-index task id; by default the family's (`FAMILY_TASKS`).
+        task_type: the model-index task id of a family `FAMILY_TASKS` does not know; the package's families
+            always use theirs (a Hub task id).
         base_model_revision: the commit (or tag) of ``base_model`` fine-tuned from.
         source_repository: where the checkpoint came from when it is not a Hub repo (shown in the text only).
         original_card: the text of a card the model's folder held before (kept at the end of the card).
@@ -262,7 +264,7 @@ def render_model_card(
     index_dataset = dataset_id or dataset_name
     eval_results = [
         EvalResult(
-            task_type=task_type or (task.task_type if task else "other"),
+            task_type=task.task_type if task else (task_type or "other"),
             task_name=task.task_name if task else None,
             dataset_type=index_dataset,
             dataset_name=dataset_name or index_dataset,

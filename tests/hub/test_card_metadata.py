@@ -49,7 +49,8 @@ def test_time_series_card_has_a_hub_pipeline_tag_and_time_series_tags():
     # classification task), with the task said by the tags and the model-index
     assert data.pipeline_tag == "tabular-classification"
     assert {"time-series", "time-series-classification", "attention-bn_sh"} <= set(data.tags)
-    assert data.eval_results[0].task_name == "Time Series Classification"
+    result = data.eval_results[0]  # a Hub task id, and the task's name
+    assert (result.task_type, result.task_name) == ("tabular-classification", "Time Series Classification")
     assert data.datasets is None  # a UEA name is no Hub dataset id: not claimed as one
 
 

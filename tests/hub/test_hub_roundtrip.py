@@ -215,7 +215,7 @@ def test_trainer_push_holds_exactly_the_hub_ready_folder_and_our_card(runs: Runs
     metrics = json.loads((runs.ts_folder / "training_metrics.json").read_text())
     result = ModelCard(card).data.eval_results[0]
     assert (result.task_type, result.dataset_split, result.metric_type) == (
-        "time-series-classification", "test", "accuracy")
+        "tabular-classification", "test", "accuracy")  # a Hub task id (issue 21)
     assert result.metric_value == round(metrics["test_accuracy_final"], 4)
     titles = [commit.title for commit in api.list_repo_commits(runs.ts_trainer_repo)]
     assert titles[0] == "End of training" and "Training in progress, epoch 1" in titles
