@@ -4,6 +4,7 @@ so that a failure leaves no half-finished folder behind."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -71,6 +72,15 @@ class AttentionArguments(AttentionSettings):
 
     def config_kwargs(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# HfArgumentParser rewrites the type of each field it parses in place (`list[int] | None` becomes `list[int]`). The
+# fields of a dataclass subclass are its base's Field objects, so parsing the command line changed AttentionSettings'
+# types too, and with them the strict type checks of every config built on it: after it, a config with the default
+# head_scales=None was refused ("expected a list, got NoneType"). The arguments get their own copies.
+AttentionArguments.__dataclass_fields__ = {
+    name: copy.copy(item) for name, item in AttentionArguments.__dataclass_fields__.items()
+}
 
 
 @dataclass

@@ -14,6 +14,7 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import datasets
@@ -21,10 +22,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from huggingface_hub import HfApi
+from transformers import HfArgumentParser
 
+from hf_primaldual import AttentionSettings, PrimalDualTimeSeriesConfig
 from hf_primaldual.cli import evaluate_checkpoint as evaluate_script
 from hf_primaldual.cli import train_timeseries as timeseries_script
 from hf_primaldual.data import load_uea
+from hf_primaldual.training import AttentionArguments, TimeSeriesAttentionArguments
 
 from helpers.hub_clients import client_environ
 
@@ -123,6 +127,17 @@ def test_a_missing_local_file_exits_2_naming_it(tmp_path, capsys):
     code = timeseries_script.main(["--dataset", str(tmp_path / "steps.csv"), "--output_dir", str(tmp_path / "out")])
     message = capsys.readouterr().err
     assert code == 2 and "steps.csv: no such file or directory" in message and "Traceback" not in message
+
+
+def test_parsing_the_command_line_leaves_the_attention_settings_alone(tmp_path):
+    """HfArgumentParser rewrites the types of the fields it parses; the configs' strict checks read the types of
+    AttentionSettings: after a command line is parsed, a config with the default head_scales=None still builds
+    (it was refused with "expected a list, got NoneType", which stopped every training run)."""
+    types = {item.name: item.type for item in fields(AttentionSettings)}
+    for arguments in (TimeSeriesAttentionArguments, AttentionArguments):  # the time-series and the image command's
+        HfArgumentParser(arguments).parse_args_into_dataclasses(args=[])
+    assert {item.name: item.type for item in fields(AttentionSettings)} == types
+    assert PrimalDualTimeSeriesConfig(num_input_channels=6, max_sequence_length=100).head_scales is None
 
 
 # ------------------------------------------------------------------------------------------------ training
