@@ -82,6 +82,7 @@ def test_every_save_names_the_pipeline_and_holds_its_code(saved):
             assert (folder / name).is_file(), (folder, name)
 
 
+@pytest.mark.slow  # a fresh interpreter loading three folders' remote code: about 35 s on 2 cores
 def test_pipeline_without_the_package_on_a_plain_save_and_on_the_trainers_folders(saved):
     run_without_package(
         """
