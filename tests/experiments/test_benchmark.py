@@ -32,6 +32,7 @@ def smoke_run(tmp_path_factory):
     return output, result.stdout
 
 
+@pytest.mark.slow  # the smoke run of the command (shared by the next two)
 def test_smoke_run_writes_the_tables_and_the_plots(smoke_run):
     output, stdout = smoke_run
     report = (output / "results.md").read_text()
@@ -48,6 +49,7 @@ def test_smoke_run_writes_the_tables_and_the_plots(smoke_run):
     assert "stock BertForSequenceClassification" in stdout
 
 
+@pytest.mark.slow  # the smoke run
 def test_smoke_run_covers_every_attention_type(smoke_run):
     output, _ = smoke_run
     results = json.loads((output / "results.json").read_text())
@@ -70,6 +72,7 @@ def test_smoke_run_covers_every_attention_type(smoke_run):
     assert all(uea[t, "PyTorch SDPA dropout (before)"]["speedup_vs_before"] == 1 for t, _ in uea)
 
 
+@pytest.mark.slow  # the smoke run
 def test_smoke_run_times_stock_models_under_every_registered_attention(smoke_run):
     output, _ = smoke_run
     results = json.loads((output / "results.json").read_text())
@@ -98,6 +101,7 @@ def test_cuda_without_a_gpu_is_a_usage_error(monkeypatch, capsys):
     assert exit_.value.code == 2 and "no CUDA device" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a benchmark run
 def test_bfloat16_runs_the_models_under_autocast_and_the_attention_in_bfloat16(tmp_path):
     settings = benchmark.Settings.smoke(dtype="bfloat16")
     rows = benchmark.benchmark_attention(settings, ["softmax", "bn_sh"], log=lambda _: None)

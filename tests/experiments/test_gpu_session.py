@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from experiments.gpu_session import main
+
+pytestmark = pytest.mark.slow  # the grid's training runs and the benchmark
 
 
 def test_gpu_session_smoke_runs_the_grid_and_the_benchmark(tmp_path):

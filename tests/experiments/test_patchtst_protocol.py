@@ -6,9 +6,13 @@ from __future__ import annotations
 import json
 from unittest import mock
 
+import pytest
+
 from hf_primaldual import attention_interface
 from hf_primaldual.data import SHIPPED_UEA_DIR
 from experiments.reproduce_patchtst import main
+
+pytestmark = pytest.mark.slow  # a grid of training runs
 
 
 def test_patchtst_grid_runs_each_attention_records_and_resumes(tmp_path):

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from hf_primaldual import (
@@ -51,6 +52,7 @@ def test_pairwise_head_distance_matches_the_formula():
     assert torch.all(pairwise_head_distance(identical) == 0)
 
 
+@pytest.mark.slow  # training runs
 def test_reproduce_uea_smoke_resumes_and_renders(tmp_path):
     args = ["--data_dir", str(REPO / "hf_primaldual" / "resources"), "--datasets", "JapaneseVowels",
             "--types", "bn_sh", "--seeds", "0", "--epochs", "1", "--results", str(tmp_path / "runs.jsonl"),
@@ -70,6 +72,7 @@ def test_reproduce_uea_smoke_resumes_and_renders(tmp_path):
     assert (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
 
 
+@pytest.mark.slow  # training runs
 def test_reproduce_uea_goes_on_from_an_interrupted_run(tmp_path):
     """A run cut short after its first epoch (here: its first epoch run by hand into the run's folder) is resumed
     from that checkpoint, and its best epoch is taken over both epochs."""
@@ -87,6 +90,7 @@ def test_reproduce_uea_goes_on_from_an_interrupted_run(tmp_path):
     assert record["epochs"] == 2 and 0 < record["test_accuracy_best_epoch"] <= 1
 
 
+@pytest.mark.slow  # training runs
 def test_reproduce_images_smoke_with_conversion(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "fashion-mnist").symlink_to(FIXTURES / "fashion-mnist-sample")
@@ -108,6 +112,7 @@ def test_reproduce_images_smoke_with_conversion(tmp_path):
     assert "Conversion" in (tmp_path / "image_table.md").read_text()  # the small budget's table left as it was
 
 
+@pytest.mark.slow  # a training run
 def test_head_redundancy_script(tmp_path):
     """On an untrained SH model with a class token, saved with its fitted feature extractor."""
     checkpoint = tmp_path / "model"

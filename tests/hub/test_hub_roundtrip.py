@@ -48,6 +48,8 @@ from helpers.hub_clients import HubEnv, client_environ, load_script, patch_hub_i
 from helpers.hub_server import OTHER_TOKEN, HubServer
 from helpers.without_package import WITHOUT_PACKAGE
 
+pytestmark = pytest.mark.slow  # training runs pushed by the scripts, fresh interpreters
+
 FASHION_SAMPLE = FIXTURES / "fashion-mnist-sample"
 TINY_TIMESERIES = ["--num_train_epochs", "1", "--hidden_size", "16", "--num_hidden_layers", "1",
                    "--num_attention_heads", "2", "--intermediate_size", "32"]

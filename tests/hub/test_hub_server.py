@@ -36,6 +36,8 @@ from huggingface_hub.errors import (
 from helpers.hub_clients import HubEnv, run_client, run_client_json
 from helpers.hub_server import OTHER_TOKEN, HubServer
 
+pytestmark = pytest.mark.hub  # every test here runs the test Hub server, some their own instance
+
 README = """---
 license: apache-2.0
 library_name: transformers
@@ -541,6 +543,7 @@ def test_subprocess_client_uses_environment_only(hub_server: HubServer, tmp_path
     assert hub_server.is_lfs(repo_id, "x.bin")  # *.bin is an LFS pattern of the default .gitattributes
 
 
+@pytest.mark.slow  # a fresh interpreter loading the pushed model
 def test_transformers_push_to_hub_and_from_pretrained(hub_env: HubEnv, tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")

@@ -66,6 +66,7 @@ def token_run(hub_server: HubServer, tmp_path_factory: pytest.TempPathFactory) -
     yield TokenRun(hub_server, folder, repo_id, token, result.stderr)
 
 
+@pytest.mark.slow  # token_run: a training run pushed
 def test_hub_token_is_in_no_uploaded_blob_of_any_commit(token_run: TokenRun, tmp_path: Path) -> None:
     needle = token_run.token.encode()
     # The search finds the token where it used to be: in a pickled TrainingArguments.
@@ -91,6 +92,7 @@ def finished_copy(token_run: TokenRun, tmp_path: Path) -> Path:
     return copy
 
 
+@pytest.mark.slow  # token_run
 def test_links_leaving_the_folder_are_refused(token_run: TokenRun, hub_env: HubEnv, tmp_path: Path, capsys) -> None:
     folder = finished_copy(token_run, tmp_path)
     saved_token = tmp_path / "home" / ".cache" / "huggingface" / "token"
@@ -114,6 +116,7 @@ def test_links_leaving_the_folder_are_refused(token_run: TokenRun, hub_env: HubE
         plan_push(folder)
 
 
+@pytest.mark.slow  # token_run
 def test_only_what_a_model_repo_needs_is_published(token_run: TokenRun, hub_env: HubEnv, tmp_path: Path,
                                                   caplog) -> None:
     folder = finished_copy(token_run, tmp_path)
@@ -147,6 +150,7 @@ def test_only_what_a_model_repo_needs_is_published(token_run: TokenRun, hub_env:
     assert "checkpoint-17" not in report and "training_args.bin" not in report  # expected training state: no noise
 
 
+@pytest.mark.slow  # token_run
 def test_pickle_under_a_published_name_is_refused(token_run: TokenRun, tmp_path: Path) -> None:
     folder = finished_copy(token_run, tmp_path)
     torch.save({"weights": torch.ones(2)}, folder / "model.safetensors")
@@ -154,6 +158,7 @@ def test_pickle_under_a_published_name_is_refused(token_run: TokenRun, tmp_path:
         plan_push(folder)
 
 
+@pytest.mark.slow  # token_run
 def test_push_argument_errors_exit_2_before_any_request(token_run: TokenRun, hub_env: HubEnv, capsys) -> None:
     folder = str(token_run.folder)
     requests = len(hub_env.hub.requests)

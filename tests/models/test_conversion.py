@@ -101,6 +101,7 @@ def test_reload_with_the_package_runs_the_attention(converted: dict[str, Case], 
     assert torch.equal(logits(model, case.inputs), case.expected)
 
 
+@pytest.mark.slow  # fresh interpreters, without the package
 def test_reload_without_the_package(converted: dict[str, Case], tmp_path: Path) -> None:
     folders = {
         name: (str(case.output), case.auto_class, case.attention_type, type(case.model.base_model).__name__)

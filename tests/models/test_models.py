@@ -84,6 +84,7 @@ def test_primaldual_softmax_checkpoint_loads_back_into_transformers_vit(tmp_path
     torch.testing.assert_close(vit.eval()(x).logits, model(x).logits, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow  # a training run
 def test_fine_tuning_a_vit_checkpoint_as_bn_reduces_the_loss(vit_checkpoint):
     path, _ = vit_checkpoint
     model = PrimalDualViTForImageClassification.from_pretrained(path, attention_type="bn").train()
@@ -192,7 +193,7 @@ def series(batch=3, length=20, channels=3, seed=0):
 
 @pytest.mark.parametrize("pooling", ["flatten", "mean", "cls"])
 @pytest.mark.parametrize("attention_type", ALL_TYPES)
-@pytest.mark.parametrize("norm_type", ["batch", "layer"])
+@pytest.mark.parametrize("norm_type", ["batch", pytest.param("layer", marks=pytest.mark.slow)])
 def test_padding_a_series_changes_no_output(attention_type, pooling, norm_type):
     torch.manual_seed(0)
     config = PrimalDualTimeSeriesConfig(**TINY_TS, attention_type=attention_type, pooling=pooling, norm_type=norm_type)

@@ -231,6 +231,7 @@ def test_pipeline_factory_with_the_package(saved, vowels, tmp_path):
             assert as_dict(result) == pytest.approx(as_dict(reference), abs=1e-6)
 
 
+@pytest.mark.slow  # a fresh interpreter, without the package
 def test_pipeline_without_the_package(saved):
     run_without_package(
         """

@@ -16,6 +16,8 @@ from hf_primaldual import (
     PrimalDualViTForImageClassification,
 )
 
+pytestmark = pytest.mark.slow  # each test loads a checkpoint in a fresh interpreter
+
 
 @pytest.mark.parametrize("attention_type", ["bn_sh", "linear_sh"])
 def test_vit_round_trip_without_the_package(tmp_path, attention_type):

@@ -72,6 +72,8 @@ from hf_primaldual import (
 )
 from helpers.transformers_tests import TransformersTestsUnavailable, load_common_tests
 
+pytestmark = pytest.mark.slow  # thousands of tests: about half the suite's time
+
 # The nine types, spelled out: a type added to the package without classes here fails test_every_type_is_tested.
 TESTED_TYPES = ("softmax", "linear", "sparse", "bn", "sh", "bn_sh", "linear_bn", "linear_sh", "linear_bn_sh")
 

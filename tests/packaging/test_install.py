@@ -25,6 +25,8 @@ import pytest
 
 from helpers import REPO_ROOT as REPO
 
+pytestmark = [pytest.mark.install, pytest.mark.slow]  # builds the wheel, installs it into a venv
+
 #: The commands the README lists; the wheel must install exactly these.
 CONSOLE_SCRIPTS = {
     "hf-primaldual-train-timeseries",

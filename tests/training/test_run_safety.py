@@ -94,6 +94,7 @@ def no_data(monkeypatch: pytest.MonkeyPatch) -> None:
 # ------------------------------------------------------------------------------------------------ finished and true
 
 
+@pytest.mark.slow  # finished_run: a training run
 def test_interrupted_final_save_into_a_finished_folder_is_not_finished(run_copy: Path, monkeypatch) -> None:
     """A second run's final save dies after moving its first file in: the folder holds new files beside the old
     config and metrics, and must not look finished (push refuses it)."""
@@ -114,6 +115,7 @@ def test_interrupted_final_save_into_a_finished_folder_is_not_finished(run_copy:
         list_push_files(run_copy)
 
 
+@pytest.mark.slow  # finished_run
 def test_resume_with_other_model_arguments_is_refused(run_copy: Path, capsys) -> None:
     before = hashes(run_copy)
     code, message = run_main(
@@ -139,6 +141,7 @@ def test_output_dir_with_the_users_own_files_is_refused(tmp_path: Path, capsys, 
     assert "--overwrite_output_dir" in message and hashes(own) == before
 
 
+@pytest.mark.slow  # finished_run and a second training run
 def test_overwrite_flag_and_our_own_folders_are_accepted(finished_run: Path, tmp_path: Path) -> None:
     """--overwrite_output_dir writes into a folder of other files; a finished folder of ours is no obstacle."""
     args = TrainingArguments(output_dir=str(finished_run))
@@ -151,6 +154,7 @@ def test_overwrite_flag_and_our_own_folders_are_accepted(finished_run: Path, tmp
     assert (own / FINAL_FILES_MARKER).is_file()
 
 
+@pytest.mark.slow  # a training run
 def test_train_path_run_is_named_after_its_file(tmp_path: Path) -> None:
     result = train("--dataset", str(BASIC_MOTIONS / "BasicMotions_TRAIN.ts"), "--test_file",
                    str(BASIC_MOTIONS / "BasicMotions_TEST.ts.gz"), *TINY, "--save_strategy", "no", cwd=tmp_path)
@@ -171,6 +175,7 @@ def test_default_output_dir_stays_inside_outputs(tmp_path: Path, monkeypatch) ->
     assert args.output_dir == str(Path("outputs") / "timeseries-etc-bn")
 
 
+@pytest.mark.slow  # finished_run and a second training run
 def test_diverged_run_stops_and_is_never_saved_as_finished(run_copy: Path, tmp_path: Path) -> None:
     before = hashes(run_copy)
     fresh = tmp_path / "fresh"
@@ -185,6 +190,7 @@ def test_diverged_run_stops_and_is_never_saved_as_finished(run_copy: Path, tmp_p
     assert hashes(run_copy) == before  # the earlier finished model is kept as it was
 
 
+@pytest.mark.slow  # finished_run
 def test_a_model_with_nan_weights_is_not_saved(run_copy: Path) -> None:
     model = AutoModelForSequenceClassification.from_pretrained(run_copy)
     with __import__("torch").no_grad():
@@ -224,6 +230,7 @@ def test_training_scripts_refuse_bad_arguments_before_reading_data(
     assert "Traceback" not in message and not (tmp_path / "out").exists()
 
 
+@pytest.mark.hub  # a test Hub server, stopped
 def test_unreachable_hub_with_push_to_hub_is_reported_at_start(tmp_path: Path, monkeypatch, capsys, no_data) -> None:
     hub = HubServer().start()
     port = hub.port
@@ -245,6 +252,7 @@ def run_evaluate(argv: list[str], capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
+@pytest.mark.slow  # finished_run
 def test_evaluate_refuses_bad_arguments(run_copy: Path, tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a-file").write_text("x\n")
@@ -268,6 +276,7 @@ def test_evaluate_refuses_bad_arguments(run_copy: Path, tmp_path: Path, capsys, 
     assert code == 0 and (tmp_path / "cm.png").is_file()  # a checkpoint-N folder is a model too
 
 
+@pytest.mark.slow  # finished_run
 def test_evaluate_writes_its_plot_outside_the_model_folder(run_copy: Path, tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     before = hashes(run_copy)

@@ -23,6 +23,8 @@ from helpers import FIXTURES, SHARED_DATA
 from helpers import REPO_ROOT as REPO
 from hf_primaldual.data.images import load_fashion_mnist
 
+pytestmark = pytest.mark.slow  # training runs, fresh interpreters, accelerate launch
+
 FASHION_SAMPLE = FIXTURES / "fashion-mnist-sample"
 FASHION_MNIST = SHARED_DATA / "images" / "fashion-mnist"  # the real set (a stratified split needs it)
 SMALL_TIMESERIES = ["--hidden_size", "32", "--num_hidden_layers", "2", "--num_attention_heads", "4",
