@@ -13,19 +13,20 @@ import torch
 
 
 def _refuse_unless(holds: torch.Tensor, message: str, details: Callable[[], str] | None = None) -> None:
-    """Raise ``ValueError(message)`` (with ``details()`` where given) unless the boolean scalar ``holds``."""
+    """Raise ``ValueError(message)`` unless the boolean scalar ``holds``; eagerly, ``{details}`` in the message
+    becomes `` (details())`` (under compile, nothing: the graph cannot format values)."""
     if torch.compiler.is_compiling():
-        torch._assert_async(holds, message)
+        torch._assert_async(holds, message.format(details=""))
     elif not bool(holds):
-        raise ValueError(message if details is None else f"{message} {details()}")
+        raise ValueError(message.format(details="" if details is None else f" ({details()})"))
 
 
 def check_finite(tensor: torch.Tensor, name: str) -> None:
     """Raise if ``tensor`` holds NaN or inf."""
     _refuse_unless(
         torch.isfinite(tensor).all(),
-        f"{name} contains NaN or inf values: impute or drop them before calling the model.",
-        lambda: f"(batch items {(~torch.isfinite(tensor)).flatten(1).any(dim=1).nonzero().flatten().tolist()})",
+        f"{name} contains NaN or inf values{{details}}: impute or drop them before calling the model.",
+        lambda: f"batch items {(~torch.isfinite(tensor)).flatten(1).any(dim=1).nonzero().flatten().tolist()}",
     )
 
 
@@ -49,12 +50,12 @@ def check_key_mask(
     else:
         _refuse_unless(
             ((attention_mask == 0) | (attention_mask == 1)).all(),
-            f"{name} must hold 1 (attend) and 0 (padding) only, as transformers' tokenizers and processors produce "
-            "it. An additive mask (0 / -inf) is not accepted here: pass (additive_mask == 0).long().",
-            lambda: f"Got values such as {attention_mask.unique()[:4].tolist()}.",
+            f"{name} must hold 1 (attend) and 0 (padding) only{{details}}, as transformers' tokenizers and "
+            "processors produce it. An additive mask (0 / -inf) is not accepted here: pass (additive_mask == 0).long().",
+            lambda: f"got values such as {attention_mask.unique()[:4].tolist()}",
         )
         mask = attention_mask != 0
-    _refuse_unless(mask.any(dim=1).all(), f"{name} has a sequence with no real token: drop empty sequences.")
+    _refuse_unless(mask.any(dim=1).all(), f"{name} has a sequence with no real token{{details}}: drop empty sequences.")
     if torch.compiler.is_compiling():
         return mask  # no data-dependent choice of the unmasked fast path inside a graph
     return None if mask.all() else mask
@@ -89,11 +90,13 @@ def check_labels(labels: torch.Tensor | None, batch_size: int, config) -> None:
             "labels pass labels.argmax(-1)."
         )
     ignored = labels == -100
-    _refuse_unless(~ignored.all(), "Every label is -100 (ignored): the loss would be NaN. Pass at least one real label.")
+    _refuse_unless(
+        ~ignored.all(), "Every label is -100 (ignored){details}: the loss would be NaN. Pass at least one real label."
+    )
     out_of_range = ~ignored & ((labels < 0) | (labels >= num_labels))
     _refuse_unless(
         ~out_of_range.any(),
-        f"labels are out of range for num_labels={num_labels}: labels are class indices in [0, {num_labels - 1}] "
-        "(-100 to ignore one); build the model with the dataset's number of classes.",
-        lambda: f"Out of range: {labels[out_of_range].unique()[:5].tolist()}.",
+        f"labels{{details}} are out of range for num_labels={num_labels}: labels are class indices in "
+        f"[0, {num_labels - 1}] (-100 to ignore one); build the model with the dataset's number of classes.",
+        lambda: f"{labels[out_of_range].unique()[:5].tolist()}",
     )

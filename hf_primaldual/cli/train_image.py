@@ -22,6 +22,7 @@ import numpy as np
 from transformers import AutoImageProcessor, HfArgumentParser, SchedulerType, Trainer, ViTImageProcessorPil, set_seed
 
 from hf_primaldual import PrimalDualViTConfig, PrimalDualViTForImageClassification
+from hf_primaldual.checkpoints import CheckpointError, load_image_checkpoint
 from hf_primaldual.data.images import build_transforms, load_image_dataset
 from hf_primaldual.hub import EvaluationRow, render_model_card
 from hf_primaldual.training import (
@@ -40,6 +41,9 @@ from hf_primaldual.training import (
     train_and_test,
 )
 
+DEFAULT_IMAGE_SIZE = 32
+MODEL_SHAPE = ("image_size", "patch_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+               "intermediate_size")
 JPEG_NOTE = (
     "The CIFAR-10 copy used here is a JPEG re-encoding (quality 75) of the original images: accuracies are close "
     "to, but not exactly comparable with, published CIFAR-10 numbers."
@@ -51,7 +55,11 @@ class ModelArguments:
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "a ViT / DeiT / PrimalDualViT checkpoint to fine-tune (default: from scratch)"}
     )
-    image_size: int = 32
+    image_size: int | None = field(
+        default=None,
+        metadata={"help": "image side: 32 from scratch; with a checkpoint its own, or this one with the position "
+                          "embeddings resampled to it"},
+    )
     patch_size: int = 4
     hidden_size: int = 192
     num_hidden_layers: int = 6
@@ -128,19 +136,25 @@ def run(argv: list[str]) -> dict:
     attention = attention_args.config_kwargs()
 
     if model_args.model_name_or_path:
-        model = PrimalDualViTForImageClassification.from_pretrained(
-            model_args.model_name_or_path, **attention, **labels, num_labels=len(class_names),
-            ignore_mismatched_sizes=True,  # a new classifier for these classes
-        )
+        try:
+            model = load_image_checkpoint(
+                model_args.model_name_or_path, image_size=model_args.image_size, **attention, **labels,
+                num_labels=len(class_names), ignore_mismatched_sizes=True,  # a new classifier for these classes
+            )
+        except CheckpointError as err:
+            raise UsageError(str(err)) from None
         image_processor = AutoImageProcessor.from_pretrained(model_args.model_name_or_path)
+        if model_args.image_size:
+            image_processor.size = {"height": model_args.image_size, "width": model_args.image_size}
     else:
+        image_size = model_args.image_size or DEFAULT_IMAGE_SIZE
         sample = train.select(range(min(data_args.normalisation_samples, len(train))))["image"]
         mean, std = measure_normalisation(sample)
         image_processor = ViTImageProcessorPil(
-            size={"height": model_args.image_size, "width": model_args.image_size}, image_mean=mean, image_std=std
+            size={"height": image_size, "width": image_size}, image_mean=mean, image_std=std
         )
         config = PrimalDualViTConfig(
-            image_size=model_args.image_size,
+            image_size=image_size,
             patch_size=model_args.patch_size,
             num_channels=3,
             hidden_size=model_args.hidden_size,
@@ -192,11 +206,14 @@ def run(argv: list[str]) -> dict:
             + (f" {JPEG_NOTE}" if is_cifar else "")
         ),
         hyperparameters={
-            **{k: v for k, v in {**asdict(attention_args), **asdict(model_args)}.items() if v is not None},
+            # the model saved, whatever the arguments asked (a checkpoint brings its own shape)
+            **{k: v for k, v in asdict(attention_args).items() if v is not None},
+            **{k: getattr(model.config, k) for k in MODEL_SHAPE},
+            "dropout": model.config.hidden_dropout_prob,
             "optimizer": "AdamW",
             "learning_rate": training_args.learning_rate,
             "weight_decay": training_args.weight_decay,
-            "lr_scheduler": str(training_args.lr_scheduler_type),
+            "lr_scheduler": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),
             "batch_size": training_args.per_device_train_batch_size * training_args.world_size,
             "epochs": training_args.num_train_epochs,
             "seed": training_args.seed,

@@ -132,6 +132,17 @@ except TransformersTestsUnavailable as error:
     common = None
 
 if common is not None:
+    _zero_init = common._config_zero_init
+
+    def _config_zero_init_keeping_bn_use_std(config):
+        """transformers' helper sets every attribute with "_std" in its name (an initializer's standard deviation)
+        to 1e-10; bn_use_std is Attention-BN's switch, which the settings check holds to true or false."""
+        zeroed = _zero_init(config)
+        if hasattr(config, "bn_use_std"):
+            zeroed.bn_use_std = config.bn_use_std
+        return zeroed
+
+    common._config_zero_init = _config_zero_init_keeping_bn_use_std
     ModelTesterMixin = common.ModelTesterMixin
     floats_tensor = common.floats_tensor
     ids_tensor = common.ids_tensor

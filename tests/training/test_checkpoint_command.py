@@ -1,10 +1,6 @@
 """The image training command with a checkpoint (issue 21): a checkpoint whose encoder weights do not match is refused
 with exit 2 naming them (never trained from random weights), and ``--image_size`` with a DeiT checkpoint resamples
-its position embeddings and saves the model at that size, the card reporting the model actually saved.
-
-These tests wait for the command to call `hf_primaldual.checkpoints.load_image_checkpoint` (the wiring of issue
-21, owned with the training commands): they are marked xfail(strict=True), so the run that wires it fails on them
-until the markers are removed."""
+its position embeddings and saves the model at that size, the card reporting the model actually saved."""
 
 from __future__ import annotations
 
@@ -26,11 +22,6 @@ from hf_primaldual.cli import train_image
 FASHION_SAMPLE = FIXTURES / "fashion-mnist-sample"
 TINY = dict(image_size=32, patch_size=8, hidden_size=24, num_hidden_layers=2, num_attention_heads=3,
             intermediate_size=48, num_labels=4)
-WIRING = pytest.mark.xfail(
-    strict=True,
-    reason="issue 21 wiring: train_image.py must load --model_name_or_path with checkpoints.load_image_checkpoint "
-    "(CheckpointError -> UsageError, --image_size default None); remove this marker once it does",
-)
 
 
 def checkpoint(folder, model) -> str:
@@ -39,7 +30,6 @@ def checkpoint(folder, model) -> str:
     return str(folder)
 
 
-@WIRING
 def test_a_mismatched_checkpoint_is_refused_with_exit_2(tmp_path, capsys):
     source = checkpoint(tmp_path / "beit", BeitForImageClassification(BeitConfig(**TINY)))
     output = tmp_path / "out"
@@ -50,7 +40,6 @@ def test_a_mismatched_checkpoint_is_refused_with_exit_2(tmp_path, capsys):
     assert not (output / "config.json").exists()
 
 
-@WIRING
 @pytest.mark.slow
 def test_image_size_with_a_deit_checkpoint_resamples_and_the_card_reports_the_saved_model(tmp_path, capsys):
     torch.manual_seed(0)
