@@ -1,10 +1,14 @@
 """The package as a user installs it: a wheel built from the tree, installed into a fresh virtual environment and
 used from a folder outside the repository.
 
-The wheel is built once per module with ``pip wheel --no-build-isolation`` from a copy of the tree (so the build
-leaves nothing in the checkout and two runs cannot share a ``build/`` folder) and installed with ``--no-deps`` into
-a venv made with ``--system-site-packages``: torch, transformers and the other dependencies come from this
-interpreter, the package itself only from the wheel. The checks: the package imports from the venv, not the
+The wheel is built once per module with ``pip wheel`` from a copy of the tree (so the build leaves nothing in the
+checkout and two runs cannot share a ``build/`` folder): without build isolation (offline) when this interpreter
+has the build requirements of pyproject.toml, else in isolation as ``pip install`` builds (a fresh venv's bundled
+setuptools is older than the build asks for). It is installed with ``--no-deps`` into a new venv that sees the
+site-packages of the interpreter running the tests (a ``.pth`` file adds them as site directories, after the venv's
+own): torch, transformers and the other dependencies come from the running interpreter, whether that is a venv or
+not (``--system-site-packages`` would reach the base interpreter instead, without what a venv installed), the
+package itself only from the wheel. The checks: the package imports from the venv, not the
 repository; every module and data file of the tree is in the wheel (the package list in pyproject.toml is written
 out, not discovered); both model cards render from the installed templates; the shipped JapaneseVowels loads; each
 console script answers ``--help``. A last test covers a checkout that is only on ``sys.path``, not installed.
@@ -15,13 +19,22 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
+import sysconfig
 import textwrap
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: pytest's own dependency
+    import tomli as tomllib
 
 from helpers import REPO_ROOT as REPO
 
@@ -87,6 +100,26 @@ CHECK = textwrap.dedent(
 )
 
 
+def build_requirements_installed() -> bool:
+    """Whether this interpreter has every build requirement of pyproject.toml (then the wheel builds offline)."""
+    requires = tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]
+    for requirement in map(Requirement, requires):
+        try:
+            installed = version(requirement.name)
+        except PackageNotFoundError:
+            return False
+        if not requirement.specifier.contains(installed, prereleases=True):
+            return False
+    return True
+
+
+def running_site_packages() -> list[str]:
+    """The site-packages of the interpreter running the tests: a venv's own (and its base's when the venv includes
+    them), or the interpreter's when it is not a venv."""
+    paths = [*site.getsitepackages(), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    return [path for path in dict.fromkeys(paths) if Path(path).is_dir()]
+
+
 @dataclass
 class Installed:
     venv: Path
@@ -113,20 +146,25 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     source = root / "source"
     shutil.copytree(REPO, source, ignore=NOT_COPIED)
     wheels = root / "wheels"
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
-         "-w", wheels, source])
+    offline = ["--no-build-isolation", "--no-index"] if build_requirements_installed() else []
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", *offline, "-q", "-w", wheels, source])
     (wheel,) = wheels.glob("hf_primaldual-*.whl")
 
     venv = root / "venv"
-    # without its own pip: this interpreter's pip, seen through the system site-packages, installs into the venv
-    run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv])
+    run([sys.executable, "-m", "venv", "--without-pip", venv])
     bin_dir = venv / ("Scripts" if os.name == "nt" else "bin")
     python = bin_dir / ("python.exe" if os.name == "nt" else "python")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env.update(HF_HUB_OFFLINE="1", PATH=os.pathsep.join([str(bin_dir), env.get("PATH", "")]))
-    run([python, "-m", "pip", "install", "--no-deps", "--no-index", "-q", wheel], env=env)
     site_packages = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                              env=env).stdout.strip())
+    # The running interpreter's packages, as site directories (their .pth files run) after the venv's own.
+    (site_packages / "running_interpreter.pth").write_text(
+        "".join(f"import site; site.addsitedir({path!r})\n" for path in running_site_packages())
+    )
+    # without its own pip: the running interpreter's pip, seen through the .pth, installs into the venv; what that
+    # interpreter has installed (the editable checkout) is not this venv's to replace
+    run([python, "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", "-q", wheel], env=env)
     workdir = root / "elsewhere"
     workdir.mkdir()
     return Installed(venv, python, bin_dir, site_packages, source, workdir, env)
