@@ -48,6 +48,7 @@ FINAL_FILES_MARKER = "training_metrics.json"
 _RESUME_IGNORED_FIELDS = {
     "transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype", "auto_map",
     "problem_type",  # set by the model's first forward pass from the labels
+    "custom_pipelines",  # written by the model's save_pretrained (the pipeline code beside the weights)
 }
 
 
