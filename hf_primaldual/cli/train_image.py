@@ -18,12 +18,11 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 from transformers import AutoImageProcessor, HfArgumentParser, SchedulerType, Trainer, ViTImageProcessorPil, set_seed
 
 from hf_primaldual import PrimalDualViTConfig, PrimalDualViTForImageClassification
 from hf_primaldual.checkpoints import CheckpointError, load_image_checkpoint
-from hf_primaldual.data.images import build_transforms, load_image_dataset
+from hf_primaldual.data.images import build_transforms, load_image_dataset, measure_normalisation
 from hf_primaldual.hub import EvaluationRow, render_model_card
 from hf_primaldual.training import (
     AttentionArguments,
@@ -100,16 +99,6 @@ class ImageTrainingArguments(EpochTrainingArguments):
     per_device_eval_batch_size: int = 256
     remove_unused_columns: bool = False  # the transform reads the `image` column
     seed: int = 42
-
-
-def measure_normalisation(images) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of RGB pixel values in [0, 1] over ``images``.
-
-    Grey images are taken as RGB too (three equal channels): the model then accepts any image, as the
-    image-classification pipeline and the processor's RGB conversion hand it, for the cost of a wider first layer.
-    """
-    pixels = np.stack([np.asarray(image.convert("RGB"), dtype=np.float64) / 255 for image in images])
-    return pixels.mean(axis=(0, 1, 2)).round(4).tolist(), pixels.std(axis=(0, 1, 2)).round(4).tolist()
 
 
 def run(argv: list[str]) -> dict:

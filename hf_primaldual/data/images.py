@@ -261,6 +261,16 @@ def build_transforms(
     return transform
 
 
+def measure_normalisation(images) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of RGB pixel values in [0, 1] over ``images``.
+
+    Grey images are taken as RGB too (three equal channels): the model then accepts any image, as the
+    image-classification pipeline and the processor's RGB conversion hand it, for the cost of a wider first layer.
+    """
+    pixels = np.stack([np.asarray(image.convert("RGB"), dtype=np.float64) / 255 for image in images])
+    return pixels.mean(axis=(0, 1, 2)).round(4).tolist(), pixels.std(axis=(0, 1, 2)).round(4).tolist()
+
+
 def _pil_mode(image_processor: BaseImageProcessor) -> str:
     mean = getattr(image_processor, "image_mean", None)
     num_channels = len(mean) if isinstance(mean, (list, tuple)) else 3
