@@ -48,9 +48,36 @@ class MaskedBatchNorm(nn.Module):
         if padding_mask is None or not self.training:
             # In eval mode each token is normalised by the running statistics alone: padding cannot leak.
             return self.norm(hidden_states.flatten(0, 1)).view_as(hidden_states)
-        output = torch.zeros_like(hidden_states)
-        output[padding_mask] = self.norm(hidden_states[padding_mask])
-        return output
+        return masked_batch_norm(self.norm, hidden_states, padding_mask)
+
+
+def masked_batch_norm(norm: nn.BatchNorm1d, hidden_states: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+    """``norm`` in training mode over the real tokens of ``(B, N, d)`` hidden states (``(B, N)`` boolean mask):
+    what ``norm(hidden_states[padding_mask])`` computes, running statistics included, with padded tokens set to 0.
+
+    Written with masked sums rather than by gathering the real tokens: gathering has a data-dependent shape, which
+    breaks torch.compile's graph and which inductor cannot differentiate (``IndexPutBackward0``); this has none.
+    """
+    dtype = hidden_states.dtype
+    x = hidden_states.to(torch.promote_types(dtype, torch.float32))  # statistics in float32 at least, as BatchNorm
+    real = padding_mask[..., None].to(x.dtype)  # (B, N, 1)
+    count = real.sum()
+    mean = (x * real).sum(dim=(0, 1)) / count
+    centred = (x - mean) * real
+    var = centred.square().sum(dim=(0, 1)) / count  # biased, for normalising (as BatchNorm)
+    output = centred * torch.rsqrt(var + norm.eps)
+    if norm.affine:
+        output = (output * norm.weight + norm.bias) * real
+    if norm.track_running_stats:
+        with torch.no_grad():
+            norm.num_batches_tracked.add_(1)
+            # momentum None: BatchNorm's cumulative average, 1 / batches seen (kept a tensor: no graph break)
+            momentum = 1.0 / norm.num_batches_tracked.to(norm.running_mean.dtype) if norm.momentum is None \
+                else norm.momentum
+            norm.running_mean.lerp_(mean.to(norm.running_mean.dtype), momentum)
+            unbiased = var * count / (count - 1)
+            norm.running_var.lerp_(unbiased.to(norm.running_var.dtype), momentum)
+    return output.to(dtype)
 
 
 class MaskedLayerNorm(nn.Module):
