@@ -1,0 +1,258 @@
+"""Softmax attention with attention dropout inside a compiled CPU kernel (``csrc/flash_attention_cpu.cpp``).
+
+``((softmax(S) * keep) / (1 - p)) V`` with ``S = scale * Q K^T``, forward and backward, without the ``(N_q, N_k)``
+matrix or its mask ever existing: the keep mask is drawn one query row at a time from Philox4x32-10 (the
+counter-based generator of cuRAND and of PyTorch's CUDA dropout), keyed by the call's seed, with the counter
+``(key block, query, batch item, head)``, and drawn again in the backward pass. A call's seed is one draw of
+PyTorch's default CPU generator, so ``torch.manual_seed`` reproduces a run and the Trainer's saved RNG state resumes
+the same stream. Each 16-bit lane of the generator's output decides one entry, so the drop probability is ``p``
+rounded to a multiple of 2**-16 (:func:`dropout_probability`; 0.1 -> 0.100006), the same rounding as the NumPy
+path of :mod:`.attention_kernels`.
+
+The extension is compiled on first use with ``torch.utils.cpp_extension.load`` (a C++ compiler and ninja are
+needed; about a minute) and cached under the torch extensions directory (``TORCH_EXTENSIONS_DIR``), one build per
+CPU capability that PyTorch reports (AVX2 and above: AVX2 + FMA code; otherwise portable code). Where it cannot be
+built (no compiler, or this module copied next to a checkpoint's remote code without its ``csrc``), or where
+``HF_PRIMALDUAL_CPU_DROPOUT_KERNEL=0`` is set, :func:`kernel_available` is False and :mod:`.attention_kernels`
+keeps its previous dropout path; :func:`unavailable_reason` says why.
+
+The kernel is a ``torch.library`` custom op with its autograd registered, so ``torch.compile`` keeps it in the graph.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import threading
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+SOURCE = Path(__file__).resolve().parent / "csrc" / "flash_attention_cpu.cpp"
+#: Set to 0 to never build or use the kernel (the previous dropout path runs instead).
+ENVIRONMENT_SWITCH = "HF_PRIMALDUAL_CPU_DROPOUT_KERNEL"
+#: The generator's resolution: each entry is decided by a 16-bit lane.
+LANE_LEVELS = 1 << 16
+DTYPES = (torch.float32, torch.bfloat16, torch.float64)
+
+_lock = threading.Lock()
+_extension: ModuleType | None = None
+_unavailable: str | None = None
+_tried = False
+
+
+def _capability() -> tuple[str, list[str]]:
+    """The build's name suffix and compiler flags for the CPU capability PyTorch dispatches to on this machine:
+    ATen's vector types follow the ``CPU_CAPABILITY_*`` macro they are compiled under, so the extension is built
+    for the capability the machine has (never ``-march=native``: the build is named by capability, so a cache
+    shared between machines never runs AVX2 code on a machine without it)."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    if platform.machine().lower() in ("x86_64", "amd64") and capability.startswith(("AVX2", "AVX512")):
+        return "avx2", ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"]
+    return "default", ["-DCPU_CAPABILITY=DEFAULT", "-DCPU_CAPABILITY_DEFAULT"]
+
+
+def _load() -> None:
+    global _extension, _unavailable, _tried
+    _tried = True
+    if os.environ.get(ENVIRONMENT_SWITCH, "1").strip() == "0":
+        _unavailable = f"{ENVIRONMENT_SWITCH}=0 is set"
+        return
+    if not SOURCE.is_file():
+        _unavailable = f"the kernel's source {SOURCE} is not here (a copy of the module without its csrc folder)"
+        return
+    suffix, flags = _capability()
+    openmp = ["-fopenmp"] if sys.platform.startswith("linux") else []
+    try:
+        from torch.utils.cpp_extension import load
+
+        _extension = load(
+            name=f"hf_primaldual_flash_attention_cpu_{suffix}",
+            sources=[str(SOURCE)],
+            extra_cflags=["-O3", *flags, *openmp],
+            extra_ldflags=openmp,
+            verbose=False,
+        )
+    except Exception as err:  # no compiler, no ninja, a failed build: the previous path runs
+        _unavailable = f"building the CPU attention kernel failed ({type(err).__name__}: {str(err)[-500:]})"
+        warnings.warn(
+            f"{_unavailable}; attention dropout on CPU falls back to the fused-kernel path. Install a C++ compiler "
+            f"and ninja to build it, or set {ENVIRONMENT_SWITCH}=0 to silence this.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def kernel_available() -> bool:
+    """Whether the compiled kernel can run here: built (on the first call, about a minute) or loaded from the
+    cache. False where it cannot be built, or where ``HF_PRIMALDUAL_CPU_DROPOUT_KERNEL=0``."""
+    if not _tried:
+        with _lock:
+            if not _tried:
+                _load()
+    return _extension is not None
+
+
+def kernel_loaded() -> bool:
+    """Whether the kernel is already loaded (never builds; for code being traced by torch.compile)."""
+    return _extension is not None
+
+
+def unavailable_reason() -> str | None:
+    """Why :func:`kernel_available` is False (None where it is True or was not asked yet)."""
+    return _unavailable
+
+
+def _module() -> ModuleType:
+    if not kernel_available():
+        raise RuntimeError(f"The CPU attention kernel is not available: {_unavailable}.")
+    assert _extension is not None
+    return _extension
+
+
+def dropout_probability(p: float) -> float:
+    """The drop probability the kernel applies for ``p``: ``p`` rounded to a multiple of 2**-16."""
+    return round(p * LANE_LEVELS) / LANE_LEVELS
+
+
+def draw_seed() -> torch.Tensor:
+    """A call's seed: one 64-bit draw of PyTorch's default CPU generator, as a 0-d int64 tensor (a tensor, so that
+    torch.compile keeps the draw in its graph)."""
+    return torch.empty((), dtype=torch.int64).random_()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The custom ops
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@torch.library.custom_op("hf_primaldual::attention_dropout_cpu", mutates_args=())
+def _attention_op(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    allowed: torch.Tensor | None,
+    dropout_p: float,
+    scale: float,
+    seed: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    output, lse = _module().forward(query, key, value, allowed, dropout_p, scale, int(seed))
+    return output, lse
+
+
+@_attention_op.register_fake
+def _(query, key, value, allowed, dropout_p, scale, seed):
+    batch, heads, n_q, _ = query.shape
+    lse_dtype = torch.float64 if query.dtype == torch.float64 else torch.float32
+    return query.new_empty(batch, heads, n_q, value.shape[-1]), query.new_empty(batch, heads, n_q, dtype=lse_dtype)
+
+
+@torch.library.custom_op("hf_primaldual::attention_dropout_cpu_backward", mutates_args=())
+def _attention_backward_op(
+    grad_output: torch.Tensor,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    output: torch.Tensor,
+    lse: torch.Tensor,
+    allowed: torch.Tensor | None,
+    dropout_p: float,
+    scale: float,
+    seed: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    grad_query, grad_key, grad_value = _module().backward(
+        grad_output.contiguous(), query, key, value, output, lse, allowed, dropout_p, scale, int(seed)
+    )
+    return grad_query, grad_key, grad_value
+
+
+@_attention_backward_op.register_fake
+def _(grad_output, query, key, value, output, lse, allowed, dropout_p, scale, seed):
+    return torch.empty_like(query), torch.empty_like(key), torch.empty_like(value)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    query, key, value, allowed, dropout_p, scale, seed = inputs
+    out, lse = output
+    ctx.mark_non_differentiable(lse)
+    ctx.save_for_backward(query, key, value, out, lse, allowed, seed)
+    ctx.dropout_p, ctx.scale = dropout_p, scale
+
+
+def _backward(ctx, grad_output, grad_lse):
+    query, key, value, out, lse, allowed, seed = ctx.saved_tensors
+    grads = _attention_backward_op(grad_output, query, key, value, out, lse, allowed, ctx.dropout_p, ctx.scale, seed)
+    return *grads, None, None, None, None
+
+
+_attention_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The entry points
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def softmax_attention_dropout(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    allowed: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+    seed: torch.Tensor | int | None = None,
+) -> torch.Tensor:
+    """``((softmax_j(scale q_i . k_j) * keep_ij) / (1 - p)) v_j`` in the compiled kernel, differentiable.
+
+    Args:
+        query: ``(B, H, N_q, D)``; key: ``(B, H, N_k, D)``; value: ``(B, H, N_k, D_v)``; CPU, one dtype among
+            float32, bfloat16 (accumulated in float32) and float64; any strides.
+        allowed: boolean, broadcastable to ``(B, H, N_q, N_k)``, ``True`` where a query may attend to a key; a
+            query with no allowed key gets output 0 (and no gradient).
+        dropout_p: the attention dropout probability, in [0, 1) (applied as :func:`dropout_probability`).
+        scale: the score scale, ``1 / sqrt(D)`` by default.
+        seed: the generator's seed; by default one draw of PyTorch's default CPU generator (:func:`draw_seed`).
+            :func:`keep_mask` returns the mask a seed gives.
+
+    Returns:
+        ``(B, H, N_q, D_v)``, in the inputs' dtype.
+    """
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}: a probability of dropping each weight.")
+    if query.dtype not in DTYPES:
+        raise TypeError(f"The CPU attention kernel takes float32, bfloat16 or float64 inputs, got {query.dtype}.")
+    if allowed is not None and allowed.dtype != torch.bool:
+        raise TypeError(f"allowed must be a boolean mask (True: attend), got {allowed.dtype}; pass `mask > 0` or so.")
+    if seed is None:
+        seed = draw_seed()
+    elif not isinstance(seed, torch.Tensor):
+        seed = torch.tensor(seed, dtype=torch.int64)
+    scale = query.shape[-1] ** -0.5 if scale is None else float(scale)
+    output, _ = _attention_op(query, key, value, allowed, float(dropout_p), scale, seed)
+    return output
+
+
+def keep_mask(batch: int, heads: int, n_q: int, n_k: int, dropout_p: float, seed: torch.Tensor | int) -> torch.Tensor:
+    """The keep mask the kernel draws for a ``(batch, heads, n_q, n_k)`` call with this seed and ``dropout_p``:
+    boolean ``(batch, heads, n_q, n_k)``, ``True`` where the weight is kept (for tests and inspection: it is the
+    matrix the kernel never forms)."""
+    return _module().keep_mask(batch, heads, n_q, n_k, float(dropout_p), int(seed))
+
+
+def philox4x32_10(counter: tuple[int, int, int, int], key: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The kernel's generator on one counter and key (for its known-answer test)."""
+    return tuple(int(x) & 0xFFFFFFFF for x in _module().philox(list(counter), list(key)))
+
+
+__all__ = [
+    "dropout_probability",
+    "draw_seed",
+    "kernel_available",
+    "kernel_loaded",
+    "keep_mask",
+    "softmax_attention_dropout",
+    "unavailable_reason",
+]

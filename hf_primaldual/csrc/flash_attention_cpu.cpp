@@ -1,0 +1,449 @@
+// Softmax attention with attention dropout inside the kernel, for CPUs: forward and backward, the dropout mask drawn
+// per query row from Philox4x32-10 (keyed by the call's seed; counter = (call index, query, batch item, head)) and
+// drawn again in the backward pass, never stored. Loaded by hf_primaldual/cpu_attention.py through
+// torch.utils.cpp_extension.load (built on first use for the CPU capability PyTorch reports, cached).
+//
+//   out_i = sum_j (softmax_j(scale q_i . k_j) * keep_ij / (1 - p)) v_j,   lse_i = log sum_j exp(scale q_i . k_j)
+//
+// One query row is the tile: its scores over every key (N_k values) stay in L1/L2, with K and V transposed to
+// (D, N_k) per (batch, head) so that every inner loop runs over keys, contiguous and vectorised (at::vec). For the
+// head dims of this family (8 to 64) a head's K^T and V^T fit in L2, so the exact two-pass softmax of a row costs no
+// more than an online one. Parallel over batch x heads (at::parallel_for); float32 and bfloat16 accumulate in
+// float32, float64 in float64.
+#include <torch/extension.h>
+
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+namespace {
+
+using at::vec::Vectorized;
+
+// ---------------------------------------------------------------------------------------------------------------
+// The generator: Philox4x32-10 (Salmon et al., SC'11; the generator of cuRAND and of PyTorch's CUDA dropout).
+// ---------------------------------------------------------------------------------------------------------------
+
+constexpr uint32_t kPhiloxM0 = 0xD2511F53u, kPhiloxM1 = 0xCD9E8D57u;
+constexpr uint32_t kPhiloxW0 = 0x9E3779B9u, kPhiloxW1 = 0xBB67AE85u;
+// 16-bit lanes: two per 32-bit word, eight per Philox call; the drop probability is p rounded to 2^-16.
+constexpr int64_t kLanesPerCall = 8;
+
+inline void philox4x32_10(uint32_t& x0, uint32_t& x1, uint32_t& x2, uint32_t& x3, uint32_t key0, uint32_t key1) {
+  for (int round = 0; round < 10; ++round) {
+    const uint64_t product0 = static_cast<uint64_t>(kPhiloxM0) * x0;
+    const uint64_t product1 = static_cast<uint64_t>(kPhiloxM1) * x2;
+    const uint32_t y0 = static_cast<uint32_t>(product1 >> 32) ^ x1 ^ key0;
+    const uint32_t y2 = static_cast<uint32_t>(product0 >> 32) ^ x3 ^ key1;
+    x1 = static_cast<uint32_t>(product1);
+    x3 = static_cast<uint32_t>(product0);
+    x0 = y0;
+    x2 = y2;
+    key0 += kPhiloxW0;
+    key1 += kPhiloxW1;
+  }
+}
+
+struct Dropout {
+  bool active;          // p > 0
+  uint64_t seed;
+  uint32_t threshold;   // a lane below it drops its entry: round(p * 2^16)
+  double keep_scale;    // 1 / (1 - p), p the rounded probability
+};
+
+inline Dropout make_dropout(double p, int64_t seed) {
+  TORCH_CHECK(p >= 0.0 && p < 1.0, "attention dropout must be in [0, 1), got ", p);
+  const uint32_t threshold = static_cast<uint32_t>(std::llround(p * 65536.0));
+  TORCH_CHECK(threshold < 65536u, "attention dropout ", p, " rounds to 1 at the kernel's 2^-16 resolution");
+  return Dropout{threshold > 0, static_cast<uint64_t>(seed), threshold, 65536.0 / (65536.0 - threshold)};
+}
+
+// multiplier[j] = keep_ij / (1 - p) for the n_k keys of query i of (b, h); words: scratch of 4 * ceil(n_k / 8).
+// Key j takes lane j / calls of call j % calls, so that each lane's keys are contiguous (the loops vectorise).
+template <typename acc_t>
+void keep_multipliers(const Dropout& dropout, int64_t b, int64_t h, int64_t i, int64_t n_k, acc_t* multiplier,
+                      uint32_t* words) {
+  const int64_t calls = (n_k + kLanesPerCall - 1) / kLanesPerCall;
+  const uint32_t key0 = static_cast<uint32_t>(dropout.seed), key1 = static_cast<uint32_t>(dropout.seed >> 32);
+  uint32_t* w0 = words;
+  uint32_t* w1 = words + calls;
+  uint32_t* w2 = words + 2 * calls;
+  uint32_t* w3 = words + 3 * calls;
+  const uint32_t qi = static_cast<uint32_t>(i), bi = static_cast<uint32_t>(b), hi = static_cast<uint32_t>(h);
+  for (int64_t c = 0; c < calls; ++c) {
+    uint32_t x0 = static_cast<uint32_t>(c), x1 = qi, x2 = bi, x3 = hi;
+    philox4x32_10(x0, x1, x2, x3, key0, key1);
+    w0[c] = x0;
+    w1[c] = x1;
+    w2[c] = x2;
+    w3[c] = x3;
+  }
+  const acc_t keep = static_cast<acc_t>(dropout.keep_scale);
+  const uint32_t threshold = dropout.threshold;
+  for (int64_t lane = 0; lane < kLanesPerCall; ++lane) {
+    const uint32_t* word = words + (lane / 2) * calls;
+    const int shift = 16 * (lane % 2);
+    const int64_t start = lane * calls;
+    const int64_t count = std::min(calls, n_k - start);
+    acc_t* out = multiplier + start;
+    for (int64_t c = 0; c < count; ++c) {
+      out[c] = ((word[c] >> shift) & 0xFFFFu) >= threshold ? keep : acc_t(0);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Vectorised row operations over keys (lengths are multiples of the vector width: rows are padded).
+// ---------------------------------------------------------------------------------------------------------------
+
+template <typename acc_t>
+inline Vectorized<acc_t> vexp(const Vectorized<acc_t>& x) {
+  return x.map([](acc_t value) { return std::exp(value); });
+}
+template <>
+inline Vectorized<float> vexp<float>(const Vectorized<float>& x) {
+  return x.exp_u20();
+}
+
+// row[j] = sum_d coefficient[d] * rows_t[d][j] + bias[j]
+template <typename acc_t>
+inline void combine_rows(const acc_t* coefficient, const acc_t* rows_t, int64_t dim, int64_t stride,
+                         const acc_t* bias, acc_t* row, int64_t length) {
+  using Vec = Vectorized<acc_t>;
+  for (int64_t j = 0; j < length; j += Vec::size()) {
+    Vec sum = bias == nullptr ? Vec(acc_t(0)) : Vec::loadu(bias + j);
+    for (int64_t d = 0; d < dim; ++d) {
+      sum = at::vec::fmadd(Vec(coefficient[d]), Vec::loadu(rows_t + d * stride + j), sum);
+    }
+    sum.store(row + j);
+  }
+}
+
+template <typename acc_t>
+inline acc_t dot(const acc_t* a, const acc_t* b, int64_t length) {
+  using Vec = Vectorized<acc_t>;
+  Vec sum(acc_t(0));
+  for (int64_t j = 0; j < length; j += Vec::size()) {
+    sum = at::vec::fmadd(Vec::loadu(a + j), Vec::loadu(b + j), sum);
+  }
+  return at::vec::vec_reduce_all<acc_t>([](Vec& x, Vec& y) { return x + y; }, sum);
+}
+
+// row[j] += alpha * x[j]
+template <typename acc_t>
+inline void axpy(acc_t alpha, const acc_t* x, acc_t* row, int64_t length) {
+  using Vec = Vectorized<acc_t>;
+  const Vec a(alpha);
+  for (int64_t j = 0; j < length; j += Vec::size()) {
+    at::vec::fmadd(a, Vec::loadu(x + j), Vec::loadu(row + j)).store(row + j);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Per (batch, head): K and V transposed into padded (D, N_k_padded) rows, the mask as an additive bias row.
+// ---------------------------------------------------------------------------------------------------------------
+
+template <typename scalar_t, typename acc_t>
+void transpose_into(const at::TensorAccessor<scalar_t, 2>& x, acc_t* x_t, int64_t padded) {
+  const int64_t length = x.size(0), dim = x.size(1);
+  for (int64_t d = 0; d < dim; ++d) {
+    acc_t* row = x_t + d * padded;
+    for (int64_t j = 0; j < length; ++j) row[j] = static_cast<acc_t>(x[j][d]);
+    for (int64_t j = length; j < padded; ++j) row[j] = acc_t(0);
+  }
+}
+
+struct MaskView {
+  const bool* data = nullptr;  // expanded to (B, H, N_q, N_k), any strides; nullptr: every key allowed
+  int64_t stride_b = 0, stride_h = 0, stride_q = 0, stride_k = 0;
+};
+
+inline MaskView mask_view(const c10::optional<at::Tensor>& allowed, const at::Tensor& query, int64_t n_k) {
+  MaskView view;
+  if (!allowed.has_value() || !allowed->defined()) return view;
+  TORCH_CHECK(allowed->scalar_type() == at::kBool, "the attention mask must be boolean (True: attend), got ",
+              allowed->scalar_type());
+  const at::Tensor expanded = allowed->expand({query.size(0), query.size(1), query.size(2), n_k});
+  view.data = expanded.data_ptr<bool>();
+  view.stride_b = expanded.stride(0);
+  view.stride_h = expanded.stride(1);
+  view.stride_q = expanded.stride(2);
+  view.stride_k = expanded.stride(3);
+  return view;
+}
+
+// bias[j] = 0 where query i may attend to key j, -inf elsewhere and on the padding past n_k
+template <typename acc_t>
+void fill_bias(const MaskView& mask, int64_t b, int64_t h, int64_t i, int64_t n_k, int64_t padded, acc_t* bias) {
+  const acc_t minus_infinity = -std::numeric_limits<acc_t>::infinity();
+  if (mask.data == nullptr) {
+    for (int64_t j = 0; j < n_k; ++j) bias[j] = acc_t(0);
+  } else {
+    const bool* row = mask.data + b * mask.stride_b + h * mask.stride_h + i * mask.stride_q;
+    for (int64_t j = 0; j < n_k; ++j) bias[j] = row[j * mask.stride_k] ? acc_t(0) : minus_infinity;
+  }
+  for (int64_t j = n_k; j < padded; ++j) bias[j] = minus_infinity;
+}
+
+template <typename acc_t>
+int64_t padded_length(int64_t n) {
+  const int64_t width = Vectorized<acc_t>::size();
+  return (n + width - 1) / width * width;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Forward
+// ---------------------------------------------------------------------------------------------------------------
+
+template <typename scalar_t, typename acc_t>
+void forward_kernel(const at::Tensor& query, const at::Tensor& key, const at::Tensor& value, const MaskView& mask,
+                    double scale, const Dropout& dropout, at::Tensor& output, at::Tensor& lse) {
+  using Vec = Vectorized<acc_t>;
+  const int64_t batch = query.size(0), heads = query.size(1), n_q = query.size(2), dim = query.size(3);
+  const int64_t n_k = key.size(2), dim_v = value.size(3), padded = padded_length<acc_t>(n_k);
+  const auto q = query.accessor<scalar_t, 4>();
+  const auto k = key.accessor<scalar_t, 4>();
+  const auto v = value.accessor<scalar_t, 4>();
+  auto out = output.accessor<scalar_t, 4>();
+  auto log_sum_exp = lse.accessor<acc_t, 3>();
+  const acc_t minus_infinity = -std::numeric_limits<acc_t>::infinity();
+
+  at::parallel_for(0, batch * heads, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> key_t(dim * padded), value_t(dim_v * padded), scores(padded), bias(padded),
+        multiplier(padded), query_row(dim);
+    std::vector<uint32_t> words(4 * ((n_k + kLanesPerCall - 1) / kLanesPerCall));
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const int64_t b = bh / heads, h = bh % heads;
+      transpose_into<scalar_t, acc_t>(k[b][h], key_t.data(), padded);
+      transpose_into<scalar_t, acc_t>(v[b][h], value_t.data(), padded);
+      const bool bias_per_query = mask.data != nullptr && mask.stride_q != 0;
+      if (!bias_per_query) fill_bias<acc_t>(mask, b, h, 0, n_k, padded, bias.data());
+      for (int64_t i = 0; i < n_q; ++i) {
+        if (bias_per_query) fill_bias<acc_t>(mask, b, h, i, n_k, padded, bias.data());
+        for (int64_t d = 0; d < dim; ++d) query_row[d] = static_cast<acc_t>(q[b][h][i][d]) * static_cast<acc_t>(scale);
+        combine_rows<acc_t>(query_row.data(), key_t.data(), dim, padded, bias.data(), scores.data(), padded);
+        Vec maximum(minus_infinity);
+        for (int64_t j = 0; j < padded; j += Vec::size()) maximum = at::vec::maximum(maximum, Vec::loadu(&scores[j]));
+        const acc_t row_max = at::vec::vec_reduce_all<acc_t>([](Vec& x, Vec& y) { return at::vec::maximum(x, y); },
+                                                             maximum);
+        if (row_max == minus_infinity) {  // no key allowed: output 0 (and no gradient)
+          for (int64_t d = 0; d < dim_v; ++d) out[b][h][i][d] = scalar_t(0);
+          log_sum_exp[b][h][i] = minus_infinity;
+          continue;
+        }
+        Vec sum(acc_t(0));
+        const Vec shift(row_max);
+        for (int64_t j = 0; j < padded; j += Vec::size()) {
+          const Vec e = vexp<acc_t>(Vec::loadu(&scores[j]) - shift);
+          e.store(&scores[j]);
+          sum = sum + e;
+        }
+        const acc_t total = at::vec::vec_reduce_all<acc_t>([](Vec& x, Vec& y) { return x + y; }, sum);
+        log_sum_exp[b][h][i] = row_max + std::log(total);
+        const Vec inverse(acc_t(1) / total);
+        if (dropout.active) {
+          keep_multipliers<acc_t>(dropout, b, h, i, n_k, multiplier.data(), words.data());
+          for (int64_t j = n_k; j < padded; ++j) multiplier[j] = acc_t(0);
+          for (int64_t j = 0; j < padded; j += Vec::size()) {
+            (Vec::loadu(&scores[j]) * Vec::loadu(&multiplier[j]) * inverse).store(&scores[j]);
+          }
+        } else {
+          for (int64_t j = 0; j < padded; j += Vec::size()) (Vec::loadu(&scores[j]) * inverse).store(&scores[j]);
+        }
+        for (int64_t d = 0; d < dim_v; ++d) {
+          out[b][h][i][d] = static_cast<scalar_t>(dot<acc_t>(scores.data(), value_t.data() + d * padded, padded));
+        }
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Backward: with P = softmax(S) recomputed from the log-sum-exps, M = keep / (1 - p), G = dL/dO and
+// Delta_i = G_i . O_i = sum_j P_ij M_ij (G_i . v_j):
+//   dV_j = sum_i P_ij M_ij G_i,   dS_ij = P_ij (M_ij (G_i . v_j) - Delta_i),
+//   dQ_i = scale sum_j dS_ij k_j,   dK_j = scale sum_i dS_ij q_i
+// ---------------------------------------------------------------------------------------------------------------
+
+template <typename scalar_t, typename acc_t>
+void backward_kernel(const at::Tensor& grad_output, const at::Tensor& query, const at::Tensor& key,
+                     const at::Tensor& value, const at::Tensor& output, const at::Tensor& lse, const MaskView& mask,
+                     double scale, const Dropout& dropout, at::Tensor& grad_query, at::Tensor& grad_key,
+                     at::Tensor& grad_value) {
+  using Vec = Vectorized<acc_t>;
+  const int64_t batch = query.size(0), heads = query.size(1), n_q = query.size(2), dim = query.size(3);
+  const int64_t n_k = key.size(2), dim_v = value.size(3), padded = padded_length<acc_t>(n_k);
+  const auto q = query.accessor<scalar_t, 4>();
+  const auto k = key.accessor<scalar_t, 4>();
+  const auto v = value.accessor<scalar_t, 4>();
+  const auto o = output.accessor<scalar_t, 4>();
+  const auto g = grad_output.accessor<scalar_t, 4>();
+  const auto log_sum_exp = lse.accessor<acc_t, 3>();
+  auto gq = grad_query.accessor<scalar_t, 4>();
+  auto gk = grad_key.accessor<scalar_t, 4>();
+  auto gv = grad_value.accessor<scalar_t, 4>();
+  const acc_t minus_infinity = -std::numeric_limits<acc_t>::infinity();
+
+  at::parallel_for(0, batch * heads, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> key_t(dim * padded), value_t(dim_v * padded), grad_key_t(dim * padded),
+        grad_value_t(dim_v * padded), probs(padded), grad_probs(padded), grad_scores(padded), bias(padded),
+        multiplier(padded), query_row(dim), grad_row(dim_v);
+    std::vector<uint32_t> words(4 * ((n_k + kLanesPerCall - 1) / kLanesPerCall));
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const int64_t b = bh / heads, h = bh % heads;
+      transpose_into<scalar_t, acc_t>(k[b][h], key_t.data(), padded);
+      transpose_into<scalar_t, acc_t>(v[b][h], value_t.data(), padded);
+      std::fill(grad_key_t.begin(), grad_key_t.end(), acc_t(0));
+      std::fill(grad_value_t.begin(), grad_value_t.end(), acc_t(0));
+      const bool bias_per_query = mask.data != nullptr && mask.stride_q != 0;
+      if (!bias_per_query) fill_bias<acc_t>(mask, b, h, 0, n_k, padded, bias.data());
+      for (int64_t i = 0; i < n_q; ++i) {
+        const acc_t row_lse = log_sum_exp[b][h][i];
+        if (row_lse == minus_infinity) {
+          for (int64_t d = 0; d < dim; ++d) gq[b][h][i][d] = scalar_t(0);
+          continue;
+        }
+        if (bias_per_query) fill_bias<acc_t>(mask, b, h, i, n_k, padded, bias.data());
+        acc_t delta = 0;
+        for (int64_t d = 0; d < dim_v; ++d) {
+          grad_row[d] = static_cast<acc_t>(g[b][h][i][d]);
+          delta += grad_row[d] * static_cast<acc_t>(o[b][h][i][d]);
+        }
+        for (int64_t d = 0; d < dim; ++d) query_row[d] = static_cast<acc_t>(q[b][h][i][d]) * static_cast<acc_t>(scale);
+        combine_rows<acc_t>(query_row.data(), key_t.data(), dim, padded, bias.data(), probs.data(), padded);
+        combine_rows<acc_t>(grad_row.data(), value_t.data(), dim_v, padded, nullptr, grad_probs.data(), padded);
+        const Vec shift(row_lse), delta_vec(delta);
+        if (dropout.active) {
+          keep_multipliers<acc_t>(dropout, b, h, i, n_k, multiplier.data(), words.data());
+          for (int64_t j = n_k; j < padded; ++j) multiplier[j] = acc_t(0);
+        }
+        for (int64_t j = 0; j < padded; j += Vec::size()) {
+          const Vec p = vexp<acc_t>(Vec::loadu(&probs[j]) - shift);
+          Vec dp = Vec::loadu(&grad_probs[j]);
+          Vec kept = p;
+          if (dropout.active) {
+            const Vec m = Vec::loadu(&multiplier[j]);
+            dp = dp * m;
+            kept = p * m;
+          }
+          (p * (dp - delta_vec)).store(&grad_scores[j]);
+          kept.store(&probs[j]);  // P * M, the weights the values were averaged with
+        }
+        for (int64_t d = 0; d < dim_v; ++d) axpy<acc_t>(grad_row[d], probs.data(), grad_value_t.data() + d * padded, padded);
+        for (int64_t d = 0; d < dim; ++d) {
+          gq[b][h][i][d] = static_cast<scalar_t>(
+              static_cast<acc_t>(scale) * dot<acc_t>(grad_scores.data(), key_t.data() + d * padded, padded));
+          axpy<acc_t>(query_row[d], grad_scores.data(), grad_key_t.data() + d * padded, padded);
+        }
+      }
+      for (int64_t j = 0; j < n_k; ++j) {
+        for (int64_t d = 0; d < dim; ++d) gk[b][h][j][d] = static_cast<scalar_t>(grad_key_t[d * padded + j]);
+        for (int64_t d = 0; d < dim_v; ++d) gv[b][h][j][d] = static_cast<scalar_t>(grad_value_t[d * padded + j]);
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Entry points
+// ---------------------------------------------------------------------------------------------------------------
+
+void check_inputs(const at::Tensor& query, const at::Tensor& key, const at::Tensor& value) {
+  for (const at::Tensor* t : {&query, &key, &value}) {
+    TORCH_CHECK(t->device().is_cpu(), "the CPU attention kernel takes CPU tensors, got one on ", t->device());
+    TORCH_CHECK(t->dim() == 4, "query, key and value must be (batch, heads, tokens, head dim), got ", t->sizes());
+    TORCH_CHECK(t->scalar_type() == query.scalar_type(), "query, key and value must share a dtype, got ",
+                query.scalar_type(), " and ", t->scalar_type());
+  }
+  TORCH_CHECK(query.size(0) == key.size(0) && query.size(1) == key.size(1) && key.size(0) == value.size(0) &&
+                  key.size(1) == value.size(1),
+              "query, key and value must share batch and heads, got ", query.sizes(), ", ", key.sizes(), ", ",
+              value.sizes());
+  TORCH_CHECK(query.size(3) == key.size(3), "query and key must share the head dim, got ", query.size(3), " and ",
+              key.size(3));
+  TORCH_CHECK(key.size(2) == value.size(2), "key and value must have as many tokens, got ", key.size(2), " and ",
+              value.size(2));
+  TORCH_CHECK(key.size(2) > 0, "attention needs at least one key");
+}
+
+#define DISPATCH_ATTENTION_TYPES(dtype, ...)                                   \
+  [&] {                                                                        \
+    switch (dtype) {                                                           \
+      case at::kFloat: { using scalar_t = float; using acc_t = float; return __VA_ARGS__(); }          \
+      case at::kBFloat16: { using scalar_t = at::BFloat16; using acc_t = float; return __VA_ARGS__(); } \
+      case at::kDouble: { using scalar_t = double; using acc_t = double; return __VA_ARGS__(); }        \
+      default: TORCH_CHECK(false, "the CPU attention kernel takes float32, bfloat16 or float64, got ", dtype); \
+    }                                                                          \
+  }()
+
+std::vector<at::Tensor> attention_forward(const at::Tensor& query, const at::Tensor& key, const at::Tensor& value,
+                                          const c10::optional<at::Tensor>& allowed, double dropout_p, double scale,
+                                          int64_t seed) {
+  check_inputs(query, key, value);
+  const Dropout dropout = make_dropout(dropout_p, seed);
+  const MaskView mask = mask_view(allowed, query, key.size(2));
+  at::Tensor output = at::empty({query.size(0), query.size(1), query.size(2), value.size(3)}, query.options());
+  const auto acc_dtype = query.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  at::Tensor lse = at::empty({query.size(0), query.size(1), query.size(2)}, query.options().dtype(acc_dtype));
+  DISPATCH_ATTENTION_TYPES(query.scalar_type(), [&] {
+    forward_kernel<scalar_t, acc_t>(query, key, value, mask, scale, dropout, output, lse);
+  });
+  return {output, lse};
+}
+
+std::vector<at::Tensor> attention_backward(const at::Tensor& grad_output, const at::Tensor& query,
+                                           const at::Tensor& key, const at::Tensor& value, const at::Tensor& output,
+                                           const at::Tensor& lse, const c10::optional<at::Tensor>& allowed,
+                                           double dropout_p, double scale, int64_t seed) {
+  check_inputs(query, key, value);
+  TORCH_CHECK(grad_output.sizes() == output.sizes() && grad_output.scalar_type() == output.scalar_type(),
+              "the output gradient must match the output, got ", grad_output.sizes(), " and ", output.sizes());
+  const Dropout dropout = make_dropout(dropout_p, seed);
+  const MaskView mask = mask_view(allowed, query, key.size(2));
+  at::Tensor grad_query = at::empty_like(query, at::MemoryFormat::Contiguous);
+  at::Tensor grad_key = at::empty_like(key, at::MemoryFormat::Contiguous);
+  at::Tensor grad_value = at::empty_like(value, at::MemoryFormat::Contiguous);
+  DISPATCH_ATTENTION_TYPES(query.scalar_type(), [&] {
+    backward_kernel<scalar_t, acc_t>(grad_output, query, key, value, output, lse, mask, scale, dropout, grad_query,
+                                     grad_key, grad_value);
+  });
+  return {grad_query, grad_key, grad_value};
+}
+
+// The keep mask the kernels draw for a (batch, heads, n_q, n_k) call with this seed and p (True: kept).
+at::Tensor keep_mask(int64_t batch, int64_t heads, int64_t n_q, int64_t n_k, double dropout_p, int64_t seed) {
+  const Dropout dropout = make_dropout(dropout_p, seed);
+  at::Tensor mask = at::empty({batch, heads, n_q, n_k}, at::TensorOptions().dtype(at::kBool));
+  auto m = mask.accessor<bool, 4>();
+  std::vector<float> multiplier(n_k);
+  std::vector<uint32_t> words(4 * ((n_k + kLanesPerCall - 1) / kLanesPerCall));
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t i = 0; i < n_q; ++i) {
+        if (dropout.active) keep_multipliers<float>(dropout, b, h, i, n_k, multiplier.data(), words.data());
+        for (int64_t j = 0; j < n_k; ++j) m[b][h][i][j] = !dropout.active || multiplier[j] != 0.0f;
+      }
+  return mask;
+}
+
+// Philox4x32-10 of one counter and key, for the known-answer test.
+std::vector<int64_t> philox(std::vector<int64_t> counter, std::vector<int64_t> key) {
+  TORCH_CHECK(counter.size() == 4 && key.size() == 2, "philox takes 4 counter words and 2 key words");
+  uint32_t x0 = counter[0], x1 = counter[1], x2 = counter[2], x3 = counter[3];
+  philox4x32_10(x0, x1, x2, x3, static_cast<uint32_t>(key[0]), static_cast<uint32_t>(key[1]));
+  return {x0, x1, x2, x3};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
+  module.def("forward", &attention_forward, "attention with dropout: (output, log-sum-exp)");
+  module.def("backward", &attention_backward, "its backward: (grad query, grad key, grad value)");
+  module.def("keep_mask", &keep_mask, "the keep mask drawn for a call");
+  module.def("philox", &philox, "Philox4x32-10 of one counter");
+  module.def("lanes_per_call", [] { return kLanesPerCall; });
+}
