@@ -67,8 +67,8 @@ UNSET_ENV_VARS: tuple[str, ...] = (
     "HF_HUB_ENABLE_HF_TRANSFER",
 )
 
-REPO_TYPES: dict[str, str] = {"models": "model", "datasets": "dataset"}
-URL_PREFIXES: dict[str, str] = {"model": "", "dataset": "datasets/"}
+REPO_TYPES: dict[str, str] = {"models": "model", "datasets": "dataset", "spaces": "space"}
+URL_PREFIXES: dict[str, str] = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 DEFAULT_BRANCH = "main"
 LFS_THRESHOLD = 10 * 1024 * 1024
 #: The "CDN" origin of LFS downloads and uploads: the same server under another host name, so that the client
@@ -771,11 +771,11 @@ class HubServer:
         self._authenticate(req)
         if seg and seg[0] == "api":
             return self._route_api(req, seg[1:], method)
-        # file routes: /[datasets/]{ns}/{name}/resolve/... and /[datasets/]{ns}/{name}.git/info/lfs/objects/...
+        # file routes: /[datasets/|spaces/]{ns}/{name}/resolve/... and /[datasets/|spaces/]{ns}/{name}.git/info/lfs/objects/...
         repo_type = "model"
         rest = seg
-        if seg and seg[0] == "datasets":
-            repo_type, rest = "dataset", seg[1:]
+        if seg and seg[0] in ("datasets", "spaces"):
+            repo_type, rest = REPO_TYPES[seg[0]], seg[1:]
         if len(rest) >= 5 and rest[2] == "resolve" and method in ("GET", "HEAD"):
             return self._resolve_file(req, repo_type, f"{rest[0]}/{rest[1]}", rest[3], "/".join(rest[4:]))
         if len(rest) == 6 and rest[1].endswith(".git") and rest[2:5] == ["info", "lfs", "objects"] and method == "POST":
@@ -923,6 +923,8 @@ class HubServer:
         }
         if card is not None:
             info["cardData"] = card
+        if repo_type == "space" and card and card.get("sdk"):
+            info["sdk"] = card["sdk"]  # the Hub reads a Space's SDK from its README's metadata
         if repo_type == "model":
             info["modelId"] = repo_id
             for key in ("library_name", "pipeline_tag"):
