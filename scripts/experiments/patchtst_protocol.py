@@ -56,9 +56,16 @@ def train_patchtst(
     data_dir: str | os.PathLike | None = None,
     epochs: int = 100,
     device: str = "cpu",
+    model: PatchTSTForClassification | None = None,
+    learning_rate: float = 1e-3,
+    save_to: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """One protocol run; returns the final and best-epoch test accuracy, the runtime and the per-epoch history."""
-    if attention_type not in PATCHTST_ATTENTIONS:
+    """One protocol run; returns the final and best-epoch test accuracy, the runtime and the per-epoch history.
+
+    ``model``: train this model (fine-tuning; its attention as it is set, ``attention_type`` only labels the
+    record) instead of a new one; with ``epochs=0`` it is only evaluated. ``save_to``: save the trained model there.
+    """
+    if model is None and attention_type not in PATCHTST_ATTENTIONS:
         raise ValueError(f"attention_type must be one of {sorted(PATCHTST_ATTENTIONS)}, got {attention_type!r}.")
     register_primal_dual_attentions()
     set_seed(seed)
@@ -67,11 +74,12 @@ def train_patchtst(
     extractor = PrimalDualTimeSeriesFeatureExtractor().fit(splits["train"]["past_values"])
     length = max(max(splits[split]["length"]) for split in ("train", "test"))
     num_channels = len(splits["train"][0]["past_values"][0])
-    model = PatchTSTForClassification(patchtst_config(num_channels, length, len(labels)))
-    model.set_attn_implementation(PATCHTST_ATTENTIONS[attention_type])
+    if model is None:
+        model = PatchTSTForClassification(patchtst_config(num_channels, length, len(labels)))
+        model.set_attn_implementation(PATCHTST_ATTENTIONS[attention_type])
     args = TrainingArguments(
         output_dir=str(output_dir), num_train_epochs=epochs, per_device_train_batch_size=16,
-        per_device_eval_batch_size=64, learning_rate=1e-3, lr_scheduler_type="constant", eval_strategy="epoch",
+        per_device_eval_batch_size=64, learning_rate=learning_rate, lr_scheduler_type="constant", eval_strategy="epoch",
         save_strategy="no", logging_strategy="epoch", report_to="none", seed=seed, disable_tqdm=True,
         label_names=["target_values"], remove_unused_columns=False, use_cpu=device == "cpu", dataloader_num_workers=0,
     )
@@ -79,15 +87,20 @@ def train_patchtst(
         model=model, args=args, train_dataset=splits["train"], eval_dataset=splits["test"],
         data_collator=PatchTSTCollator(extractor, padding="max_length", max_length=length),
         compute_metrics=accuracy_metric(),
-        optimizer_cls_and_kwargs=(torch.optim.RAdam, {"lr": 1e-3}),
+        optimizer_cls_and_kwargs=(torch.optim.RAdam, {"lr": learning_rate}),
     )
-    result = trainer.train()
-    history = [entry for entry in trainer.state.log_history if "eval_accuracy" in entry]
+    if epochs > 0:
+        runtime = trainer.train().metrics["train_runtime"]
+        history = [entry for entry in trainer.state.log_history if "eval_accuracy" in entry]
+    else:  # the model as it is
+        runtime, history = 0.0, [trainer.evaluate()]
+    if save_to is not None:
+        trainer.save_model(str(save_to))
     return {
         "dataset": dataset, "model": "PatchTST", "attention_type": attention_type, "seed": seed, "epochs": epochs,
         "test_accuracy_final": history[-1]["eval_accuracy"],
         "test_accuracy_best_epoch": max(entry["eval_accuracy"] for entry in history),
-        "train_runtime_s": result.metrics["train_runtime"],
+        "train_runtime_s": runtime,
         "eval_history": [entry["eval_accuracy"] for entry in history],
     }
 
