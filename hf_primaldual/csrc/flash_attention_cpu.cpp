@@ -15,6 +15,10 @@
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
 
+#if defined(CPU_CAPABILITY_AVX2)
+#include <immintrin.h>
+#endif
+
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -62,30 +66,75 @@ inline Dropout make_dropout(double p, int64_t seed) {
   return Dropout{threshold > 0, static_cast<uint64_t>(seed), threshold, 65536.0 / (65536.0 - threshold)};
 }
 
-// multiplier[j] = keep_ij / (1 - p) for the n_k keys of query i of (b, h); words: scratch of 4 * ceil(n_k / 8).
-// Key j takes lane j / calls of call j % calls, so that each lane's keys are contiguous (the loops vectorise).
+// Calls of a query row, rounded up to whole vectors of calls (the words scratch holds 4 such rows).
+inline int64_t calls_per_row(int64_t n_k) {
+  const int64_t calls = (n_k + kLanesPerCall - 1) / kLanesPerCall;
+  return (calls + 7) / 8 * 8;
+}
+
+#if defined(CPU_CAPABILITY_AVX2)
+// The high and low 32 bits of the eight products multiplier * x (32 x 32 -> 64 bits).
+inline void mulhilo8(__m256i x, __m256i multiplier, __m256i& high, __m256i& low) {
+  const __m256i even = _mm256_mul_epu32(x, multiplier);
+  const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(x, 32), multiplier);
+  high = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+  low = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+}
+#endif
+
+// The four output words of the Philox calls (c, i, b, h) for c in [0, stride), word w of call c at words[w * stride + c].
+inline void philox_row(uint64_t seed, uint32_t i, uint32_t b, uint32_t h, int64_t stride, uint32_t* words) {
+  const uint32_t key0 = static_cast<uint32_t>(seed), key1 = static_cast<uint32_t>(seed >> 32);
+  int64_t c = 0;
+#if defined(CPU_CAPABILITY_AVX2)
+  // Eight calls at a time, one per 32-bit lane: the same arithmetic as philox4x32_10.
+  const __m256i m0 = _mm256_set1_epi32(static_cast<int>(kPhiloxM0)), m1 = _mm256_set1_epi32(static_cast<int>(kPhiloxM1));
+  for (; c + 8 <= stride; c += 8) {
+    __m256i x0 = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(c)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256i x1 = _mm256_set1_epi32(static_cast<int>(i)), x2 = _mm256_set1_epi32(static_cast<int>(b)),
+            x3 = _mm256_set1_epi32(static_cast<int>(h));
+    uint32_t k0 = key0, k1 = key1;
+    for (int round = 0; round < 10; ++round) {
+      __m256i high0, low0, high1, low1;
+      mulhilo8(x0, m0, high0, low0);
+      mulhilo8(x2, m1, high1, low1);
+      const __m256i y0 = _mm256_xor_si256(_mm256_xor_si256(high1, x1), _mm256_set1_epi32(static_cast<int>(k0)));
+      const __m256i y2 = _mm256_xor_si256(_mm256_xor_si256(high0, x3), _mm256_set1_epi32(static_cast<int>(k1)));
+      x0 = y0;
+      x1 = low1;
+      x2 = y2;
+      x3 = low0;
+      k0 += kPhiloxW0;
+      k1 += kPhiloxW1;
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(words + c), x0);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(words + stride + c), x1);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(words + 2 * stride + c), x2);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(words + 3 * stride + c), x3);
+  }
+#endif
+  for (; c < stride; ++c) {
+    uint32_t x0 = static_cast<uint32_t>(c), x1 = i, x2 = b, x3 = h;
+    philox4x32_10(x0, x1, x2, x3, key0, key1);
+    words[c] = x0;
+    words[stride + c] = x1;
+    words[2 * stride + c] = x2;
+    words[3 * stride + c] = x3;
+  }
+}
+
+// multiplier[j] = keep_ij / (1 - p) for the n_k keys of query i of (b, h); words: scratch of 4 * calls_per_row(n_k).
+// Key j takes lane j / calls of call j % calls (calls = ceil(n_k / 8)), so that each lane's keys are contiguous.
 template <typename acc_t>
 void keep_multipliers(const Dropout& dropout, int64_t b, int64_t h, int64_t i, int64_t n_k, acc_t* multiplier,
                       uint32_t* words) {
-  const int64_t calls = (n_k + kLanesPerCall - 1) / kLanesPerCall;
-  const uint32_t key0 = static_cast<uint32_t>(dropout.seed), key1 = static_cast<uint32_t>(dropout.seed >> 32);
-  uint32_t* w0 = words;
-  uint32_t* w1 = words + calls;
-  uint32_t* w2 = words + 2 * calls;
-  uint32_t* w3 = words + 3 * calls;
-  const uint32_t qi = static_cast<uint32_t>(i), bi = static_cast<uint32_t>(b), hi = static_cast<uint32_t>(h);
-  for (int64_t c = 0; c < calls; ++c) {
-    uint32_t x0 = static_cast<uint32_t>(c), x1 = qi, x2 = bi, x3 = hi;
-    philox4x32_10(x0, x1, x2, x3, key0, key1);
-    w0[c] = x0;
-    w1[c] = x1;
-    w2[c] = x2;
-    w3[c] = x3;
-  }
+  const int64_t calls = (n_k + kLanesPerCall - 1) / kLanesPerCall, stride = calls_per_row(n_k);
+  philox_row(dropout.seed, static_cast<uint32_t>(i), static_cast<uint32_t>(b), static_cast<uint32_t>(h), stride,
+             words);
   const acc_t keep = static_cast<acc_t>(dropout.keep_scale);
   const uint32_t threshold = dropout.threshold;
   for (int64_t lane = 0; lane < kLanesPerCall; ++lane) {
-    const uint32_t* word = words + (lane / 2) * calls;
+    const uint32_t* word = words + (lane / 2) * stride;
     const int shift = 16 * (lane % 2);
     const int64_t start = lane * calls;
     const int64_t count = std::min(calls, n_k - start);
@@ -195,6 +244,45 @@ int64_t padded_length(int64_t n) {
   return (n + width - 1) / width * width;
 }
 
+// A call's sizes; key rows are padded to whole vectors.
+struct Sizes {
+  int64_t batch, heads, n_q, dim, n_k, dim_v, padded;
+};
+
+template <typename acc_t>
+Sizes sizes_of(const at::Tensor& query, const at::Tensor& key, const at::Tensor& value) {
+  return Sizes{query.size(0), query.size(1), query.size(2), query.size(3), key.size(2), value.size(3),
+               padded_length<acc_t>(key.size(2))};
+}
+
+// One (batch, head)'s keys and values transposed to padded (D, N_k_padded) rows, and the mask's bias row for a query.
+template <typename scalar_t, typename acc_t>
+struct HeadRows {
+  HeadRows(const Sizes& sizes, const MaskView& mask)
+      : sizes(sizes), mask(mask), key_t(sizes.dim * sizes.padded), value_t(sizes.dim_v * sizes.padded),
+        bias(sizes.padded) {}
+
+  void load(const at::TensorAccessor<scalar_t, 2>& key, const at::TensorAccessor<scalar_t, 2>& value, int64_t b,
+            int64_t h) {
+    transpose_into<scalar_t, acc_t>(key, key_t.data(), sizes.padded);
+    transpose_into<scalar_t, acc_t>(value, value_t.data(), sizes.padded);
+    this->b = b;
+    this->h = h;
+    bias_per_query = mask.data != nullptr && mask.stride_q != 0;
+    if (!bias_per_query) fill_bias<acc_t>(mask, b, h, 0, sizes.n_k, sizes.padded, bias.data());
+  }
+
+  void at_query(int64_t i) {
+    if (bias_per_query) fill_bias<acc_t>(mask, b, h, i, sizes.n_k, sizes.padded, bias.data());
+  }
+
+  const Sizes& sizes;
+  const MaskView& mask;
+  std::vector<acc_t> key_t, value_t, bias;
+  int64_t b = 0, h = 0;
+  bool bias_per_query = false;
+};
+
 // ---------------------------------------------------------------------------------------------------------------
 // Forward
 // ---------------------------------------------------------------------------------------------------------------
@@ -203,8 +291,7 @@ template <typename scalar_t, typename acc_t>
 void forward_kernel(const at::Tensor& query, const at::Tensor& key, const at::Tensor& value, const MaskView& mask,
                     double scale, const Dropout& dropout, at::Tensor& output, at::Tensor& lse) {
   using Vec = Vectorized<acc_t>;
-  const int64_t batch = query.size(0), heads = query.size(1), n_q = query.size(2), dim = query.size(3);
-  const int64_t n_k = key.size(2), dim_v = value.size(3), padded = padded_length<acc_t>(n_k);
+  const Sizes z = sizes_of<acc_t>(query, key, value);
   const auto q = query.accessor<scalar_t, 4>();
   const auto k = key.accessor<scalar_t, 4>();
   const auto v = value.accessor<scalar_t, 4>();
@@ -212,32 +299,29 @@ void forward_kernel(const at::Tensor& query, const at::Tensor& key, const at::Te
   auto log_sum_exp = lse.accessor<acc_t, 3>();
   const acc_t minus_infinity = -std::numeric_limits<acc_t>::infinity();
 
-  at::parallel_for(0, batch * heads, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> key_t(dim * padded), value_t(dim_v * padded), scores(padded), bias(padded),
-        multiplier(padded), query_row(dim);
-    std::vector<uint32_t> words(4 * ((n_k + kLanesPerCall - 1) / kLanesPerCall));
+  at::parallel_for(0, z.batch * z.heads, 1, [&](int64_t begin, int64_t end) {
+    HeadRows<scalar_t, acc_t> rows(z, mask);
+    std::vector<acc_t> scores(z.padded), multiplier(z.padded), query_row(z.dim);
+    std::vector<uint32_t> words(4 * calls_per_row(z.n_k));
     for (int64_t bh = begin; bh < end; ++bh) {
-      const int64_t b = bh / heads, h = bh % heads;
-      transpose_into<scalar_t, acc_t>(k[b][h], key_t.data(), padded);
-      transpose_into<scalar_t, acc_t>(v[b][h], value_t.data(), padded);
-      const bool bias_per_query = mask.data != nullptr && mask.stride_q != 0;
-      if (!bias_per_query) fill_bias<acc_t>(mask, b, h, 0, n_k, padded, bias.data());
-      for (int64_t i = 0; i < n_q; ++i) {
-        if (bias_per_query) fill_bias<acc_t>(mask, b, h, i, n_k, padded, bias.data());
-        for (int64_t d = 0; d < dim; ++d) query_row[d] = static_cast<acc_t>(q[b][h][i][d]) * static_cast<acc_t>(scale);
-        combine_rows<acc_t>(query_row.data(), key_t.data(), dim, padded, bias.data(), scores.data(), padded);
+      const int64_t b = bh / z.heads, h = bh % z.heads;
+      rows.load(k[b][h], v[b][h], b, h);
+      for (int64_t i = 0; i < z.n_q; ++i) {
+        rows.at_query(i);
+        for (int64_t d = 0; d < z.dim; ++d) query_row[d] = static_cast<acc_t>(q[b][h][i][d]) * static_cast<acc_t>(scale);
+        combine_rows<acc_t>(query_row.data(), rows.key_t.data(), z.dim, z.padded, rows.bias.data(), scores.data(), z.padded);
         Vec maximum(minus_infinity);
-        for (int64_t j = 0; j < padded; j += Vec::size()) maximum = at::vec::maximum(maximum, Vec::loadu(&scores[j]));
+        for (int64_t j = 0; j < z.padded; j += Vec::size()) maximum = at::vec::maximum(maximum, Vec::loadu(&scores[j]));
         const acc_t row_max = at::vec::vec_reduce_all<acc_t>([](Vec& x, Vec& y) { return at::vec::maximum(x, y); },
                                                              maximum);
         if (row_max == minus_infinity) {  // no key allowed: output 0 (and no gradient)
-          for (int64_t d = 0; d < dim_v; ++d) out[b][h][i][d] = scalar_t(0);
+          for (int64_t d = 0; d < z.dim_v; ++d) out[b][h][i][d] = scalar_t(0);
           log_sum_exp[b][h][i] = minus_infinity;
           continue;
         }
         Vec sum(acc_t(0));
         const Vec shift(row_max);
-        for (int64_t j = 0; j < padded; j += Vec::size()) {
+        for (int64_t j = 0; j < z.padded; j += Vec::size()) {
           const Vec e = vexp<acc_t>(Vec::loadu(&scores[j]) - shift);
           e.store(&scores[j]);
           sum = sum + e;
@@ -246,16 +330,16 @@ void forward_kernel(const at::Tensor& query, const at::Tensor& key, const at::Te
         log_sum_exp[b][h][i] = row_max + std::log(total);
         const Vec inverse(acc_t(1) / total);
         if (dropout.active) {
-          keep_multipliers<acc_t>(dropout, b, h, i, n_k, multiplier.data(), words.data());
-          for (int64_t j = n_k; j < padded; ++j) multiplier[j] = acc_t(0);
-          for (int64_t j = 0; j < padded; j += Vec::size()) {
+          keep_multipliers<acc_t>(dropout, b, h, i, z.n_k, multiplier.data(), words.data());
+          for (int64_t j = z.n_k; j < z.padded; ++j) multiplier[j] = acc_t(0);
+          for (int64_t j = 0; j < z.padded; j += Vec::size()) {
             (Vec::loadu(&scores[j]) * Vec::loadu(&multiplier[j]) * inverse).store(&scores[j]);
           }
         } else {
-          for (int64_t j = 0; j < padded; j += Vec::size()) (Vec::loadu(&scores[j]) * inverse).store(&scores[j]);
+          for (int64_t j = 0; j < z.padded; j += Vec::size()) (Vec::loadu(&scores[j]) * inverse).store(&scores[j]);
         }
-        for (int64_t d = 0; d < dim_v; ++d) {
-          out[b][h][i][d] = static_cast<scalar_t>(dot<acc_t>(scores.data(), value_t.data() + d * padded, padded));
+        for (int64_t d = 0; d < z.dim_v; ++d) {
+          out[b][h][i][d] = static_cast<scalar_t>(dot<acc_t>(scores.data(), rows.value_t.data() + d * z.padded, z.padded));
         }
       }
     }
@@ -275,8 +359,7 @@ void backward_kernel(const at::Tensor& grad_output, const at::Tensor& query, con
                      double scale, const Dropout& dropout, at::Tensor& grad_query, at::Tensor& grad_key,
                      at::Tensor& grad_value) {
   using Vec = Vectorized<acc_t>;
-  const int64_t batch = query.size(0), heads = query.size(1), n_q = query.size(2), dim = query.size(3);
-  const int64_t n_k = key.size(2), dim_v = value.size(3), padded = padded_length<acc_t>(n_k);
+  const Sizes z = sizes_of<acc_t>(query, key, value);
   const auto q = query.accessor<scalar_t, 4>();
   const auto k = key.accessor<scalar_t, 4>();
   const auto v = value.accessor<scalar_t, 4>();
@@ -288,40 +371,37 @@ void backward_kernel(const at::Tensor& grad_output, const at::Tensor& query, con
   auto gv = grad_value.accessor<scalar_t, 4>();
   const acc_t minus_infinity = -std::numeric_limits<acc_t>::infinity();
 
-  at::parallel_for(0, batch * heads, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> key_t(dim * padded), value_t(dim_v * padded), grad_key_t(dim * padded),
-        grad_value_t(dim_v * padded), probs(padded), grad_probs(padded), grad_scores(padded), bias(padded),
-        multiplier(padded), query_row(dim), grad_row(dim_v);
-    std::vector<uint32_t> words(4 * ((n_k + kLanesPerCall - 1) / kLanesPerCall));
+  at::parallel_for(0, z.batch * z.heads, 1, [&](int64_t begin, int64_t end) {
+    HeadRows<scalar_t, acc_t> rows(z, mask);
+    std::vector<acc_t> grad_key_t(z.dim * z.padded), grad_value_t(z.dim_v * z.padded), probs(z.padded),
+        grad_probs(z.padded), grad_scores(z.padded), multiplier(z.padded), query_row(z.dim), grad_row(z.dim_v);
+    std::vector<uint32_t> words(4 * calls_per_row(z.n_k));
     for (int64_t bh = begin; bh < end; ++bh) {
-      const int64_t b = bh / heads, h = bh % heads;
-      transpose_into<scalar_t, acc_t>(k[b][h], key_t.data(), padded);
-      transpose_into<scalar_t, acc_t>(v[b][h], value_t.data(), padded);
+      const int64_t b = bh / z.heads, h = bh % z.heads;
+      rows.load(k[b][h], v[b][h], b, h);
       std::fill(grad_key_t.begin(), grad_key_t.end(), acc_t(0));
       std::fill(grad_value_t.begin(), grad_value_t.end(), acc_t(0));
-      const bool bias_per_query = mask.data != nullptr && mask.stride_q != 0;
-      if (!bias_per_query) fill_bias<acc_t>(mask, b, h, 0, n_k, padded, bias.data());
-      for (int64_t i = 0; i < n_q; ++i) {
+      for (int64_t i = 0; i < z.n_q; ++i) {
         const acc_t row_lse = log_sum_exp[b][h][i];
         if (row_lse == minus_infinity) {
-          for (int64_t d = 0; d < dim; ++d) gq[b][h][i][d] = scalar_t(0);
+          for (int64_t d = 0; d < z.dim; ++d) gq[b][h][i][d] = scalar_t(0);
           continue;
         }
-        if (bias_per_query) fill_bias<acc_t>(mask, b, h, i, n_k, padded, bias.data());
+        rows.at_query(i);
         acc_t delta = 0;
-        for (int64_t d = 0; d < dim_v; ++d) {
+        for (int64_t d = 0; d < z.dim_v; ++d) {
           grad_row[d] = static_cast<acc_t>(g[b][h][i][d]);
           delta += grad_row[d] * static_cast<acc_t>(o[b][h][i][d]);
         }
-        for (int64_t d = 0; d < dim; ++d) query_row[d] = static_cast<acc_t>(q[b][h][i][d]) * static_cast<acc_t>(scale);
-        combine_rows<acc_t>(query_row.data(), key_t.data(), dim, padded, bias.data(), probs.data(), padded);
-        combine_rows<acc_t>(grad_row.data(), value_t.data(), dim_v, padded, nullptr, grad_probs.data(), padded);
+        for (int64_t d = 0; d < z.dim; ++d) query_row[d] = static_cast<acc_t>(q[b][h][i][d]) * static_cast<acc_t>(scale);
+        combine_rows<acc_t>(query_row.data(), rows.key_t.data(), z.dim, z.padded, rows.bias.data(), probs.data(), z.padded);
+        combine_rows<acc_t>(grad_row.data(), rows.value_t.data(), z.dim_v, z.padded, nullptr, grad_probs.data(), z.padded);
         const Vec shift(row_lse), delta_vec(delta);
         if (dropout.active) {
-          keep_multipliers<acc_t>(dropout, b, h, i, n_k, multiplier.data(), words.data());
-          for (int64_t j = n_k; j < padded; ++j) multiplier[j] = acc_t(0);
+          keep_multipliers<acc_t>(dropout, b, h, i, z.n_k, multiplier.data(), words.data());
+          for (int64_t j = z.n_k; j < z.padded; ++j) multiplier[j] = acc_t(0);
         }
-        for (int64_t j = 0; j < padded; j += Vec::size()) {
+        for (int64_t j = 0; j < z.padded; j += Vec::size()) {
           const Vec p = vexp<acc_t>(Vec::loadu(&probs[j]) - shift);
           Vec dp = Vec::loadu(&grad_probs[j]);
           Vec kept = p;
@@ -333,16 +413,16 @@ void backward_kernel(const at::Tensor& grad_output, const at::Tensor& query, con
           (p * (dp - delta_vec)).store(&grad_scores[j]);
           kept.store(&probs[j]);  // P * M, the weights the values were averaged with
         }
-        for (int64_t d = 0; d < dim_v; ++d) axpy<acc_t>(grad_row[d], probs.data(), grad_value_t.data() + d * padded, padded);
-        for (int64_t d = 0; d < dim; ++d) {
+        for (int64_t d = 0; d < z.dim_v; ++d) axpy<acc_t>(grad_row[d], probs.data(), grad_value_t.data() + d * z.padded, z.padded);
+        for (int64_t d = 0; d < z.dim; ++d) {
           gq[b][h][i][d] = static_cast<scalar_t>(
-              static_cast<acc_t>(scale) * dot<acc_t>(grad_scores.data(), key_t.data() + d * padded, padded));
-          axpy<acc_t>(query_row[d], grad_scores.data(), grad_key_t.data() + d * padded, padded);
+              static_cast<acc_t>(scale) * dot<acc_t>(grad_scores.data(), rows.key_t.data() + d * z.padded, z.padded));
+          axpy<acc_t>(query_row[d], grad_scores.data(), grad_key_t.data() + d * z.padded, z.padded);
         }
       }
-      for (int64_t j = 0; j < n_k; ++j) {
-        for (int64_t d = 0; d < dim; ++d) gk[b][h][j][d] = static_cast<scalar_t>(grad_key_t[d * padded + j]);
-        for (int64_t d = 0; d < dim_v; ++d) gv[b][h][j][d] = static_cast<scalar_t>(grad_value_t[d * padded + j]);
+      for (int64_t j = 0; j < z.n_k; ++j) {
+        for (int64_t d = 0; d < z.dim; ++d) gk[b][h][j][d] = static_cast<scalar_t>(grad_key_t[d * z.padded + j]);
+        for (int64_t d = 0; d < z.dim_v; ++d) gv[b][h][j][d] = static_cast<scalar_t>(grad_value_t[d * z.padded + j]);
       }
     }
   });
@@ -420,7 +500,7 @@ at::Tensor keep_mask(int64_t batch, int64_t heads, int64_t n_q, int64_t n_k, dou
   at::Tensor mask = at::empty({batch, heads, n_q, n_k}, at::TensorOptions().dtype(at::kBool));
   auto m = mask.accessor<bool, 4>();
   std::vector<float> multiplier(n_k);
-  std::vector<uint32_t> words(4 * ((n_k + kLanesPerCall - 1) / kLanesPerCall));
+  std::vector<uint32_t> words(4 * calls_per_row(n_k));
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t h = 0; h < heads; ++h)
       for (int64_t i = 0; i < n_q; ++i) {
