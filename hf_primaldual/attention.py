@@ -259,7 +259,12 @@ class AttentionSettings:
 
     @classmethod
     def names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
+        # Read once, at import: torch.compile cannot trace dataclasses.fields (a graph break in every attention call
+        # of a stock model, which reads its settings per call).
+        return list(_SETTING_NAMES)
+
+
+_SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(AttentionSettings))
 
 
 class InvalidSetting(ValueError):

@@ -38,6 +38,7 @@ from .attention import (
     on_attention_types_added,
     primal_dual_attention,
 )
+from .input_checks import _refuse_unless as refuse_unless
 
 PREFIX = "primaldual_"
 #: ``primaldual_<type>`` -> ``<type>``, for every attention type of the family (kernels registered later included).
@@ -153,13 +154,13 @@ def _allowed(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
     if attention_mask is None or attention_mask.dtype == torch.bool:
         return attention_mask
     masked = attention_mask <= torch.finfo(attention_mask.dtype).min / 2
-    if not bool(((attention_mask == 0) | masked).all()):
-        # Some models pass a position bias (relative or ALiBi) in the mask argument: dropping it would be silent.
-        raise ValueError(
-            "This model passes an additive bias (not only a 0 / -inf mask) to its attention function, e.g. a "
-            "relative-position bias: the primal-dual attentions do not apply such biases. Disable it in the config "
-            "(e.g. use_relative_position_bias=False) or keep the model's own attention."
-        )
+    # Some models pass a position bias (relative or ALiBi) in the mask argument: dropping it would be silent.
+    refuse_unless(
+        ((attention_mask == 0) | masked).all(),
+        "This model passes an additive bias (not only a 0 / -inf mask) to its attention function, e.g. a "
+        "relative-position bias: the primal-dual attentions do not apply such biases. Disable it in the config "
+        "(e.g. use_relative_position_bias=False) or keep the model's own attention.",
+    )
     return ~masked
 
 
@@ -176,7 +177,12 @@ def primal_dual_attention_forward(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """transformers' attention-function contract for the family: ``(B, H, N_q, D)`` queries, ``(B, H_kv, N_k, D)``
-    keys and values -> ``(B, N_q, H, D)`` output and, with ``output_attentions``, the ``(B, H, N_q, N_k)`` matrix."""
+    keys and values -> ``(B, N_q, H, D)`` output and, with ``output_attentions``, the ``(B, H, N_q, N_k)`` matrix.
+
+    Eagerly, the mask's values choose the path (no mask where every key is real; the family's key mask where every
+    query sees the same keys). Inside a graph (torch.compile, torch.export) nothing may depend on values, so the
+    model's structure chooses: a non-causal model's mask is a padding mask, which an assertion in the graph checks.
+    """
     config = module.config
     num_heads = query.shape[1]
     key = _repeat_kv(key, num_heads // key.shape[1])
@@ -184,19 +190,32 @@ def primal_dual_attention_forward(
     options = attention_options(config, attention_type, num_heads, scaling)
     implementation = "eager" if kwargs.get("output_attentions") else "sdpa"
     q_length, kv_length = query.shape[-2], key.shape[-2]
+    tracing = torch.compiler.is_compiling()
 
     allowed = _allowed(attention_mask)
-    causal = allowed is None and q_length > 1 and kwargs.get("is_causal", getattr(module, "is_causal", False))
+    causal_model = bool(kwargs.get("is_causal", getattr(module, "is_causal", False)))
+    causal = allowed is None and q_length > 1 and causal_model
     if causal:
         allowed = torch.ones(q_length, kv_length, dtype=torch.bool, device=query.device).tril(kv_length - q_length)
         allowed = allowed[None, None]
-    same_keys_for_every_query = allowed is None or (
-        allowed.shape[1] == 1 and bool((allowed == allowed[..., :1, :]).all())
-    )
+    if allowed is None:
+        same_keys_for_every_query = True
+    elif tracing:
+        same_keys_for_every_query = allowed.shape[1] == 1 and not causal_model
+        if same_keys_for_every_query:
+            refuse_unless(
+                (allowed == allowed[..., :1, :]).all(),
+                "Under torch.compile / torch.export the primal-dual attentions take a non-causal model's mask for a "
+                "padding mask (the same keys for every query), but this mask differs between queries (a sliding-"
+                "window or chunked mask): run this model eagerly, or with its own attention.",
+            )
+    else:
+        same_keys_for_every_query = allowed.shape[1] == 1 and bool((allowed == allowed[..., :1, :]).all())
     # Decoding with a cache (fewer queries than keys) places the local window by the queries' absolute positions.
     if same_keys_for_every_query and not (options.spec.kernel == "local_window" and q_length != kv_length):
-        # No mask, or a padding mask: the family's own key mask.
-        mask = None if allowed is None or bool(allowed.all()) else allowed[:, 0, 0, :]
+        # No mask, or a padding mask: the family's own key mask (eagerly, none where every key is real: the
+        # unmasked fast paths; a graph keeps the mask, whatever it holds).
+        mask = None if allowed is None or (not tracing and bool(allowed.all())) else allowed[:, 0, 0, :]
         layout = token_layout(config, kv_length) if options.spec.scaled_heads else TokenLayout()
     else:
         mask = torch.ones(1, 1, q_length, kv_length, dtype=torch.bool, device=query.device) if allowed is None \
