@@ -6,6 +6,9 @@ The kernels never materialise the attention matrix where their maths allows it: 
 blocks in O(N * window). Beside them, the engineering PyTorch lacks on CPU, each trick behind one switch of
 :data:`FAST_PATHS` (:func:`fast_paths` flips them, for tests and benchmarks):
 
+* ``cpu_dropout_kernel``: attention dropout inside the compiled CPU kernel of :mod:`.cpu_attention` (the mask
+  drawn per query row from a counter-based generator, never materialised); where it cannot be built, or with
+  this switch off, ``fused_cpu_dropout``'s path runs (with ``fused_cpu_dropout`` off, PyTorch's own dropout);
 * ``fused_cpu_dropout``: attention dropout through the fused CPU kernel (PyTorch's CPU flash kernel refuses
   dropout; its math kernel materialises the matrix several times over);
 * ``bn_scale_on_queries``: Attention-BN for dot-product kernels with the whole scale on the queries
@@ -33,6 +36,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+try:  # optional: a checkpoint's remote-code copy of the package may run without it
+    from . import cpu_attention
+except ImportError:
+    cpu_attention = None
+
 from .attention_reference import (
     LINEAR_KERNEL_EPS,
     TokenLayout,
@@ -48,8 +56,10 @@ from .attention_reference import (
 @dataclasses.dataclass
 class FastPaths:
     """The fast paths' switches (see the module's doc); all on by default. ``fused_cpu_dropout`` starts off where
-    the environment sets ``HF_PRIMALDUAL_FUSED_CPU_DROPOUT=0`` (a whole training run on PyTorch's own dropout)."""
+    the environment sets ``HF_PRIMALDUAL_FUSED_CPU_DROPOUT=0`` (a whole training run on PyTorch's own dropout),
+    ``cpu_dropout_kernel`` where it sets ``HF_PRIMALDUAL_CPU_DROPOUT_KERNEL=0`` (never built then)."""
 
+    cpu_dropout_kernel: bool = os.environ.get("HF_PRIMALDUAL_CPU_DROPOUT_KERNEL", "1").strip() != "0"
     fused_cpu_dropout: bool = os.environ.get("HF_PRIMALDUAL_FUSED_CPU_DROPOUT", "1").strip() != "0"
     bn_scale_on_queries: bool = True
     fused_bn_backward: bool = True
@@ -105,6 +115,8 @@ def softmax_attention(
     """
     if allowed is not None:
         allowed = with_some_key(allowed)
+    if dropout_p > 0 and _cpu_dropout_kernel_available(query, key, value):
+        return cpu_attention.softmax_attention_dropout(query, key, value, allowed, dropout_p, scale)
     if dropout_p > 0 and _fused_dropout_available(query, key, value):
         shape = query.shape[:-1] + key.shape[-2:-1]
         dropout_mask, dropout_p = attention_dropout_additive_mask(shape, dropout_p, query.dtype)
@@ -118,6 +130,18 @@ def softmax_attention(
 # log-sum-exps it returns.
 _flash_attention_cpu = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 _flash_attention_cpu_backward = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
+
+
+def _cpu_dropout_kernel_available(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> bool:
+    # Under torch.compile only a kernel already loaded is used (building it is no code to trace).
+    return (
+        cpu_attention is not None
+        and FAST_PATHS.cpu_dropout_kernel
+        and FAST_PATHS.fused_cpu_dropout
+        and all(t.device.type == "cpu" and t.dtype in cpu_attention.DTYPES and t.dtype == query.dtype
+                for t in (query, key, value))
+        and (cpu_attention.kernel_loaded() if torch.compiler.is_compiling() else cpu_attention.kernel_available())
+    )
 
 
 # Below about this many scores per call (B * H * N_q * N_k) the fused path's two kernel calls each way and its mask

@@ -314,9 +314,10 @@ def test_training_attention_dropout_is_unbiased(attention_type):
 
 def test_cpu_attention_dropout_runs_through_the_fused_kernel():
     """PyTorch's CPU SDPA falls back to its math kernel (softmax and bernoulli over the whole matrix) when given
-    dropout; the family's dropout must not."""
+    dropout; the family's dropout must not (the path where the compiled kernel is off or cannot be built;
+    tests/attention/test_cpu_dropout_kernel.py tests the kernel's)."""
     q, k, v = (x.requires_grad_() for x in random_qkv(length=192))  # 2 x 4 x 192 x 192 scores: where it pays
-    with torch.profiler.profile() as profile:
+    with torch.profiler.profile() as profile, fast_paths(cpu_dropout_kernel=False):
         output, _ = primal_dual_attention(q, k, v, options_for("softmax"), dropout_p=0.1)
         output.sum().backward()
     ops = {event.name for event in profile.events()}
@@ -325,10 +326,12 @@ def test_cpu_attention_dropout_runs_through_the_fused_kernel():
 
 
 def test_small_attention_dropout_runs_through_pytorch_where_that_is_faster():
-    """At 2 x 4 x 16 x 16 scores PyTorch's math kernel is the faster one: the family hands dropout to it."""
+    """At 2 x 4 x 16 x 16 scores PyTorch's math kernel is faster than the fused path: where the compiled kernel
+    is off, the family hands dropout to it."""
     q, k, v = random_qkv(length=16)
     torch.manual_seed(3)
-    small, _ = primal_dual_attention(q, k, v, options_for("softmax"), dropout_p=0.3)
+    with fast_paths(cpu_dropout_kernel=False):
+        small, _ = primal_dual_attention(q, k, v, options_for("softmax"), dropout_p=0.3)
     torch.manual_seed(3)
     assert torch.equal(small, torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=0.3))
 
@@ -347,7 +350,7 @@ def test_the_path_before_the_fused_dropout_stays_selectable():
     torch.manual_seed(5)
     pytorch = torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=0.3)
     assert torch.equal(before, pytorch) and torch.equal(still_before, pytorch)
-    with torch.profiler.profile() as profile:
+    with torch.profiler.profile() as profile, fast_paths(cpu_dropout_kernel=False):
         primal_dual_attention(q, k, v, options_for("softmax"), dropout_p=0.3)
     assert "aten::_scaled_dot_product_flash_attention_for_cpu" in {event.name for event in profile.events()}
 
