@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections import Counter
+from collections.abc import Hashable, Mapping, Sequence
 
 import datasets
 import numpy as np
+
+
+logger = logging.getLogger(__name__)
 
 
 def series_features(num_channels: int, class_names: Sequence[str]) -> datasets.Features:
@@ -40,3 +45,56 @@ def series_dataset(
     info = info.copy()
     info.features = features
     return datasets.Dataset.from_dict(columns, features=features, info=info, split=split)
+
+
+def classes_without_training_cases(
+    train_labels: Sequence[Hashable], other_labels: Mapping[str, Sequence[Hashable]]
+) -> list[tuple[str, Hashable, int, int]]:
+    """The classes of another split that the training split never holds: the model could not learn them.
+
+    Args:
+        train_labels: the label of each training example.
+        other_labels: per other split (e.g. `"test"`), the label of each of its examples.
+
+    Returns:
+        One `(split, label, number of its examples in that split, index of the first)` per such class, in the order
+        they first appear.
+    """
+    trained = set(train_labels)
+    found = []
+    for split, labels in other_labels.items():
+        counts = Counter(label for label in labels if label not in trained)
+        firsts = {label: index for index, label in reversed(list(enumerate(labels))) if label in counts}
+        found += [(split, label, count, firsts[label]) for label, count in counts.items()]
+    return found
+
+
+def warn_about_empty_classes(
+    class_names: Sequence[str], labels: Sequence[Sequence[str]], declared_by: str, where: str = ""
+) -> str:
+    """Log a warning for the classes of `class_names` that no example of any split of `labels` has, and return the
+    sentence that says so for the dataset's description (its model card), or "" when every class has examples.
+
+    Such a class is not refused: a label set can rightly be larger than the data at hand (evaluating a model on a
+    subset of its classes, keeping the label ids of a larger set). But the model built on it has an output that no
+    example trains or tests, which must not go unsaid.
+
+    Args:
+        class_names: the declared classes, in label-id order.
+        labels: the class names of the examples, one sequence per split.
+        declared_by: what declared the classes, without local paths (the description goes into model cards), e.g.
+            "the @classLabel header" or "--class_names".
+        where: the source, for the warning only (e.g. "the training split (path/to/x.ts)").
+    """
+    present = {label for split in labels for label in split}
+    empty = [name for name in class_names if name not in present]
+    if not empty:
+        return ""
+    sentence = (
+        f"The class(es) {', '.join(map(repr, empty))}, declared by {declared_by}, have no series in any split: a model "
+        "trained on this data has an output for them that no series trains (it is hardly ever predicted), and no "
+        "accuracy on them is measured."
+    )
+    logger.warning("%s%s If they are not classes of this data, remove them from %s.",
+                   f"{where}: " if where else "", sentence, declared_by)
+    return sentence

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from .locations import looks_local, no_such_path
-from .schema import series_dataset, series_features
+from .schema import classes_without_training_cases, series_dataset, series_features, warn_about_empty_classes
 from .uea import SHIPPED_UEA_DIR, UEA_CITATION, UEA_DIR_ENV, TsFormatError, _available_problems, _find_split_file, read_ts
 
 Layout = Literal["long", "nested", "wide"]
@@ -116,6 +116,7 @@ class _Split:
     names: list[str]  # how a message names each series: "row 12", "series 'a7'", "case 3"
     where: str  # how a message names the split: "the training split (path/to/train.csv)"
     class_names: list[str] | None = None  # the source's own class order (a .ts header, a ClassLabel feature)
+    class_source: str = "the ClassLabel feature"  # what declared `class_names`, for messages
 
 
 @dataclass
@@ -337,7 +338,8 @@ def _ts_split(path: Path, role: str) -> _Split:
         raise TimeSeriesDataError(str(error)) from error
     names = [f"case {index}" for index in range(len(split))]
     labels = [split.class_names[label] for label in split.labels]
-    return _Split(split.series, labels, names, f"the {_role(role)} ({path})", list(split.class_names))
+    return _Split(split.series, labels, names, f"the {_role(role)} ({path})", list(split.class_names),
+                  "the @classLabel header")
 
 
 def _is_label_file(path: Path) -> bool:
@@ -737,24 +739,22 @@ def _encode(
             f"{train.where}: every series has the class {present[0]!r}; a classifier needs two classes or more. Check "
             "--label_column."
         )
-    for split, labels in names.items():
-        if split == "train":
-            continue
-        unseen = [(index, label) for index, label in enumerate(labels) if label not in set(names["train"])]
-        if unseen:
-            index, label = unseen[0]
-            raise TimeSeriesDataError(
-                f"{splits[split].where}: the class {label!r} ({splits[split].names[index]}, {len(unseen)} series in "
-                f"all) is never in the training split, so the model cannot learn it. Drop those series or move some "
-                "to the training split."
-            )
+    others = {split: labels for split, labels in names.items() if split != "train"}
+    for split, label, count, first in classes_without_training_cases(names["train"], others)[:1]:
+        raise TimeSeriesDataError(
+            f"{splits[split].where}: the class {label!r} ({splits[split].names[first]}, {count} series in all) is "
+            "never in the training split, so the model cannot learn it. Drop those series or move some to the "
+            "training split."
+        )
+    declared_by = "--class_names (class_names=)" if class_names is not None else train.class_source
+    empty_note = warn_about_empty_classes(order, list(names.values()), declared_by, train.where)
     num_channels = _check_series(splits)
     features = series_features(num_channels, order)
     index = {label: i for i, label in enumerate(order)}
     info = datasets.DatasetInfo(
         dataset_name=name,
         description=f"{description} {num_channels} channel(s), {len(order)} classes. Values as in the source (not "
-                    "standardised).",
+                    f"standardised).{' ' + empty_note if empty_note else ''}",
         citation=UEA_CITATION if all(split.where.endswith((".ts)", ".ts.gz)")) for split in splits.values()) else "",
         features=features,
     )

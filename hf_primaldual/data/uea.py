@@ -24,6 +24,7 @@ Under `@equalLength true` every case must have the same length; where that lengt
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import logging
 import os
@@ -36,7 +37,7 @@ from typing import TextIO
 import datasets
 import numpy as np
 
-from .schema import series_dataset, series_features
+from .schema import classes_without_training_cases, series_dataset, series_features, warn_about_empty_classes
 
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,20 @@ _KNOWN_TAGS = ("@problemname", "@timestamps", *_HEADER_FIELDS, "@classlabel", "@
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 # How many (line, channel) places a warning lists before it only counts them.
 _PLACES_SHOWN = 5
+# How much of a file's start `_check_text` reads to tell text from what is not.
+_SNIFFED_BYTES = 4096
+# Byte-order marks of the text encodings a .ts file must not be in; UTF-32's first, as UTF-16-LE's is its prefix.
+_WIDE_ENCODINGS = (
+    ("UTF-32", (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)),
+    ("UTF-16", (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)),
+)
+# The first bytes of files given as .ts by mistake: (magic, what the file is, the fix).
+_BINARY_MAGIC = (
+    (b"\x1f\x8b", "gzip-compressed", "Name it with the suffix .ts.gz (it is read as it is), or decompress it."),
+    (b"PK\x03\x04", "a zip archive", "Extract the .ts files from it and give those."),
+    (b"PAR1", "a Parquet table", "Give it with its .parquet suffix, or export the .ts text file."),
+    (b"\x93NUMPY", "a NumPy array", "Give it with its .npy suffix, or export the .ts text file."),
+)
 
 
 class TsFormatError(ValueError):
@@ -154,6 +169,7 @@ def read_ts(path: str | os.PathLike) -> TsSplit:
     num_interpolated = 0
     zero_filled: list[str] = []
     try:
+        _check_text(path)
         with _open_text(path) as handle:
             lines = _numbered_lines(handle)
             last_header_line = _read_header(path, lines, header)
@@ -264,6 +280,18 @@ def load_uea(
         )
     # The headers may list the same classes in another order: express test labels in the training order.
     test_labels = [train.class_names.index(test.class_names[label]) for label in test.labels]
+    for _, label, count, first in classes_without_training_cases(train.labels, {"test": test_labels})[:1]:
+        raise TsFormatError(
+            test.path,
+            None,
+            f"the class {train.class_names[label]!r} has {count} test case(s) (the first is case {first}) but no "
+            f"training case in {train.path}, so a model cannot learn it",
+            "Drop those cases or move some to the training file.",
+        )
+    empty_note = warn_about_empty_classes(
+        train.class_names, [[train.class_names[label] for label in split] for split in (train.labels, test_labels)],
+        "the @classLabel header", str(train.path),
+    )
 
     features = series_features(train.num_channels, train.class_names)
     info = datasets.DatasetInfo(
@@ -272,7 +300,7 @@ def load_uea(
             f"UEA multivariate time-series classification problem {train.problem_name}: "
             f"{train.num_channels} channels, {len(train.class_names)} classes. Values as in the .ts files "
             "(not standardised); missing values filled by linear interpolation along time, a channel with no "
-            "observed value in a case by 0.0."
+            "observed value in a case by 0.0." + (f" {empty_note}" if empty_note else "")
         ),
         citation=UEA_CITATION,
         features=features,
@@ -308,6 +336,34 @@ def _available_problems(root: Path) -> list[str]:
         for path in root.glob(pattern)
     }
     return sorted(names)
+
+
+def _check_text(path: Path) -> None:
+    """Refuse (`TsFormatError`, naming what the file is) a `.ts` file that is not UTF-8 text: UTF-16 or UTF-32 (what
+    some Windows editors and PowerShell's `>` save), a compressed or binary file. Read as UTF-8, such a file would
+    only fail later as "a data line comes before the @data line", which names the wrong problem."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        head = handle.read(_SNIFFED_BYTES)
+    read = f"gunzip -c {path.name} | iconv -f {{}}" if path.suffix == ".gz" else f"iconv -f {{}} {path.name}"
+    fix = f"Save it as UTF-8 text (e.g. `{read} -t UTF-8 > fixed.ts`), or export it again as UTF-8."
+    for encoding, marks in _WIDE_ENCODINGS:
+        if head.startswith(marks):
+            raise TsFormatError(path, None, f"the file is {encoding} text (its byte-order mark), not UTF-8",
+                                fix.format(encoding))
+    for magic, what, remedy in _BINARY_MAGIC:
+        if head.startswith(magic):
+            raise TsFormatError(path, None, f"the file is {what}, not a text .ts file", remedy)
+    if b"\0" in head:
+        # UTF-16 without a byte-order mark: ASCII text with a zero byte beside every character.
+        for encoding, zeros in (("UTF-16-LE", head[1::2]), ("UTF-16-BE", head[::2])):
+            if zeros and zeros.count(0) > 0.9 * len(zeros):
+                raise TsFormatError(path, None, f"the file is {encoding} text (a zero byte beside every character), "
+                                    "not UTF-8", fix.format(encoding))
+        raise TsFormatError(
+            path, None, f"the file is not text: it holds zero bytes (it starts with {head[:16]!r})",
+            "Give the .ts text file itself (UTF-8), not a binary or compressed one; a gzipped file must end in .gz.",
+        )
 
 
 def _open_text(path: Path) -> TextIO:

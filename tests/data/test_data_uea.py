@@ -409,3 +409,76 @@ def test_truncated_gzipped_ts_names_the_file(tmp_path):
     with pytest.raises(TsFormatError, match="truncated or corrupt") as caught:
         read_ts(truncated)
     assert caught.value.path == truncated and str(truncated) in str(caught.value)
+
+
+# --- Files that are not UTF-8 text -----------------------------------------------------------------------------------
+
+
+def _utf16(text: str) -> bytes:
+    return text.encode("utf-16")  # with its byte-order mark, as Windows editors and PowerShell's `>` write
+
+
+@pytest.mark.parametrize(
+    ("name", "encode", "message"),
+    [
+        ("utf16", _utf16, r"the file is UTF-16 text \(its byte-order mark\), not UTF-8\. Save it as UTF-8"),
+        ("utf16-le", lambda text: text.encode("utf-16-le"), r"the file is UTF-16-LE text .*not UTF-8\. Save it as UTF-8"),
+        ("utf16-be", lambda text: text.encode("utf-16-be"), r"the file is UTF-16-BE text .*not UTF-8\. Save it as UTF-8"),
+        ("utf32", lambda text: text.encode("utf-32"), r"the file is UTF-32 text \(its byte-order mark\), not UTF-8"),
+        ("gzip-named-ts", lambda text: gzip.compress(text.encode()), r"the file is gzip-compressed.*suffix \.ts\.gz"),
+        ("binary", lambda text: np.arange(4096, dtype=np.int32).tobytes(), r"the file is not text: it holds zero bytes"),
+    ],
+)
+def test_a_file_that_is_not_utf8_text_is_named_as_what_it_is(tmp_path, name, encode, message):
+    path = tmp_path / "BasicMotions_TRAIN.ts"
+    path.write_bytes(encode(BASIC_MOTIONS_TRAIN.read_text()))
+    with pytest.raises(TsFormatError, match=message) as caught:
+        read_ts(path)
+    assert "data line comes before the @data line" not in str(caught.value)
+    assert_names_location(caught.value, path, None)
+
+
+def test_a_gzipped_utf16_file_says_how_to_convert_it(tmp_path):
+    path = tmp_path / "BasicMotions_TRAIN.ts.gz"
+    path.write_bytes(gzip.compress(_utf16(BASIC_MOTIONS_TRAIN.read_text())))
+    with pytest.raises(TsFormatError, match=r"UTF-16 text .*`gunzip -c BasicMotions_TRAIN\.ts\.gz \| iconv -f UTF-16"):
+        read_ts(path)
+
+
+def test_a_utf8_file_with_a_byte_order_mark_and_odd_comment_bytes_still_reads(tmp_path):
+    path = tmp_path / "BasicMotions_TRAIN.ts"
+    path.write_bytes(b"\xef\xbb\xbf# caf\xe9 (latin-1 in a comment)\n" + BASIC_MOTIONS_TRAIN.read_bytes())
+    assert len(read_ts(path)) == len(read_ts(BASIC_MOTIONS_TRAIN))
+
+
+# --- Classes the training file lacks ---------------------------------------------------------------------------------
+
+
+def _without_class(source_text: str, label: str) -> str:
+    return "\n".join(line for line in source_text.splitlines() if not line.endswith(f":{label}")) + "\n"
+
+
+def test_a_class_with_test_cases_but_no_training_case_is_refused(tmp_path):
+    train = tmp_path / "BasicMotions_TRAIN.ts"
+    train.write_text(_without_class(BASIC_MOTIONS_TRAIN.read_text(), "Badminton"))
+    test = FIXTURES / "BasicMotions" / "BasicMotions_TEST.ts.gz"
+    with pytest.raises(TsFormatError, match=r"the class 'Badminton' has 10 test case\(s\) \(the first is case 30\) "
+                                            r"but no training case") as caught:
+        load_uea(train_path=train, test_path=test)
+    assert_names_location(caught.value, test, None)
+    assert str(train) in str(caught.value)
+
+
+def test_a_declared_class_with_no_case_at_all_is_warned_about_and_described(tmp_path, caplog):
+    paths = {}
+    for split, source in (("TRAIN", BASIC_MOTIONS_TRAIN), ("TEST", FIXTURES / "BasicMotions" / "BasicMotions_TEST.ts.gz")):
+        text = gzip.decompress(source.read_bytes()).decode() if source.suffix == ".gz" else source.read_text()
+        paths[split] = tmp_path / f"BasicMotions_{split}.ts"
+        paths[split].write_text(_without_class(text, "Badminton"))
+    with caplog.at_level(logging.WARNING):
+        dataset = load_uea(train_path=paths["TRAIN"], test_path=paths["TEST"])
+    assert dataset["train"].features["label"].names == ["Standing", "Running", "Walking", "Badminton"]
+    expected = "The class(es) 'Badminton', declared by the @classLabel header, have no series in any split"
+    assert expected in caplog.text and str(paths["TRAIN"]) in caplog.text
+    assert "remove them from the @classLabel header" in caplog.text
+    assert expected in dataset["train"].info.description  # and so in the model card

@@ -21,7 +21,7 @@ import datasets
 import numpy as np
 import pandas as pd
 import pytest
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, ModelCard
 from transformers import HfArgumentParser
 
 from hf_primaldual import AttentionSettings, PrimalDualTimeSeriesConfig
@@ -29,6 +29,7 @@ from hf_primaldual.cli import evaluate_checkpoint as evaluate_script
 from hf_primaldual.cli import train_timeseries as timeseries_script
 from hf_primaldual.data import load_uea
 from hf_primaldual.training import AttentionArguments, TimeSeriesAttentionArguments
+from hf_primaldual.training import run as training_run
 
 from helpers.hub_clients import client_environ
 
@@ -78,6 +79,15 @@ def write_bad(case: str, folder: Path, dataset: datasets.DatasetDict) -> list[st
         table.loc[250, "c3"] = "1.5e"
         table.to_csv(folder / "train.csv", index=False)
         return ["--dataset", str(folder / "train.csv"), *long_args]
+    if case in ("utf16-ts", "class-only-in-test-ts"):
+        text = (BASIC_MOTIONS / "BasicMotions_TRAIN.ts").read_text()
+        if case == "utf16-ts":
+            (folder / "BasicMotions_TRAIN.ts").write_bytes(text.encode("utf-16"))  # as a Windows editor saves it
+        else:
+            (folder / "BasicMotions_TRAIN.ts").write_text(
+                "".join(line for line in text.splitlines(True) if not line.rstrip().endswith(":Walking")))
+        return ["--dataset", str(folder / "BasicMotions_TRAIN.ts"),
+                "--test_file", str(BASIC_MOTIONS / "BasicMotions_TEST.ts.gz")]
     if case == "class-only-in-test":
         for split, table in long.items():
             (table[table["label"] != "Walking"] if split == "train" else table).to_csv(folder / f"{split}.csv", index=False)
@@ -105,6 +115,9 @@ def write_bad(case: str, folder: Path, dataset: datasets.DatasetDict) -> list[st
         ("other-channels", r"row 0 has channels of different shapes \(c0 \(100,\), .*c5 \(50,\)\)"),
         ("class-only-in-test", r"the class 'Walking' \(series 'test-20' \(rows 2000\.\.\.\), 10 series in all\) is never "
                                r"in the training split"),
+        ("class-only-in-test-ts", r"the class 'Walking' \(case 20, 10 series in all\) is never in the training split"),
+        ("utf16-ts", r"BasicMotions_TRAIN\.ts: the file is UTF-16 text \(its byte-order mark\), not UTF-8\. Save it as "
+                     r"UTF-8"),
         ("float-targets", r"row 0 has the label 0\.1, a number that is not whole: that is a regression target.*"
                           r"--class_names"),
         ("ambiguous-array", r"has shape \(40, 6, 100\): say which axis is time\. --array_layout NTC"),
@@ -114,7 +127,7 @@ def test_data_that_cannot_be_read_exits_2_before_training(case, expected, basic_
     def no_training(*args, **kwargs):
         raise AssertionError("a Trainer was built for data that should have been refused")
 
-    monkeypatch.setattr(timeseries_script, "timeseries_trainer", no_training)
+    monkeypatch.setattr(training_run, "Trainer", no_training)
     argv = write_bad(case, tmp_path, basic_motions) + ["--output_dir", str(tmp_path / "out"), *TINY]
     code = timeseries_script.main(argv)
     stderr = capsys.readouterr().err  # the error, after the progress bars of datasets' file readers
@@ -189,6 +202,9 @@ def test_a_hub_dataset_with_string_labels_and_no_test_split_trains_in_a_fresh_pr
     card = (output / "README.md").read_text()
     assert f"The Hub dataset {repo_id} at revision v1." in card
     assert "a stratified 0.25 of the series (20 of 80, seed 42) was held out as the test split" in card
+    metadata = ModelCard(card).data
+    assert metadata.datasets == [repo_id]  # the full Hub id, not its last segment
+    assert metadata.eval_results[0].dataset_type == repo_id
     config = json.loads((output / "config.json").read_text())
     assert list(config["id2label"].values()) == sorted(HEADER_ORDER)  # the string labels, sorted
     evaluated = subprocess.run(

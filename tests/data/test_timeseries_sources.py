@@ -328,3 +328,33 @@ def test_ambiguous_arrays_and_missing_files_say_what_to_give(basic_motions, tmp_
     refused(r"read from y_train.npy beside it, which does not exist", tmp_path / "X_train.npy", array_layout="NTC")
     (tmp_path / "notes.txt").write_text("x")
     refused(r"unknown file type", tmp_path / "notes.txt")
+
+
+def test_a_class_only_in_a_ts_test_file_is_refused(tmp_path):
+    train = tmp_path / "BasicMotions_TRAIN.ts"
+    train.write_text("".join(line for line in (BASIC_MOTIONS / "BasicMotions_TRAIN.ts").open()
+                             if not line.rstrip().endswith(":Badminton")))
+    refused(r"the class 'Badminton' \(case 30, 10 series in all\) is never in the training split", train,
+            test_file=BASIC_MOTIONS / "BasicMotions_TEST.ts.gz")
+
+
+@pytest.mark.parametrize("declared_by", ["class_names", "ClassLabel"])
+def test_a_declared_class_without_any_series_is_warned_about_and_described(basic_motions, declared_by, caplog):
+    """A dead output is never made without a word: the class gets its output (a label set may be larger than the
+    data at hand), with a warning naming the class and what declared it, and a sentence in the description (the
+    model card)."""
+    frame = nested_frame(basic_motions["train"], False)
+    frame = frame[frame["label"] != "Walking"]
+    if declared_by == "class_names":
+        source, kwargs, expected = frame, {"class_names": BASIC_MOTIONS_CLASSES}, "--class_names (class_names=)"
+    else:
+        features = datasets.Features({"series": datasets.List(datasets.List(datasets.Value("float64"))),
+                                      "label": datasets.ClassLabel(names=BASIC_MOTIONS_CLASSES)})
+        source = datasets.Dataset.from_pandas(frame, features=features, preserve_index=False)
+        kwargs, expected = {}, "the ClassLabel feature"
+    with caplog.at_level("WARNING"):
+        dataset = load_timeseries(source, **kwargs)
+    sentence = f"The class(es) 'Walking', declared by {expected}, have no series in any split"
+    assert dataset["train"].features["label"].names == BASIC_MOTIONS_CLASSES
+    assert sentence in caplog.text and f"remove them from {expected}" in caplog.text
+    assert sentence in dataset["train"].info.description and sentence in dataset["test"].info.description
