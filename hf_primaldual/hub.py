@@ -741,16 +741,7 @@ def push_output_folder(
             "Not published from %s (only the files a model repo needs are):\n%s", folder,
             "\n".join(f"  {entry.path}: {entry.reason}" for entry in plan.left_out),
         )
-    branch = _branch_name(revision)
-    keep_patterns = [".gitattributes", *keep_remote]
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as err:
-        raise PushArgumentError(explain_hub_error(err, repo_id=repo_id)) from err
-    if re.fullmatch(r"[0-9a-f]{40}", branch):
-        raise PushArgumentError(f"Cannot push to the commit id {branch}: give a branch name as revision.")
-    if tag is not None and create_pr:
-        raise PushArgumentError("A tag cannot be put on a pull request commit: merge it first, then tag the merge.")
+    _check_push_target(repo_id, revision, tag, create_pr)
     readme = next((file for file in files if file.path_in_repo == "README.md"), None)
     if readme is not None:  # a card whose metadata the Hub would reject fails here, before any network call
         try:
@@ -759,24 +750,72 @@ def push_output_folder(
             raise FolderNotReadyError(f"{readme.local_path or 'The rendered card'} has invalid metadata: {err}") from err
     if dry_run:
         return [f"{file.path_in_repo}\t{file.size}" for file in files]
+    return upload_files(
+        files, repo_id, private=private, revision=revision, commit_message=commit_message,
+        commit_description=commit_description, tags=tags, tag=tag, create_pr=create_pr, token=token,
+        exist_ok=exist_ok, delete_remote_extras=delete_remote_extras,
+        keep_remote=[*keep_remote, *([] if upload_card else ["README.md"])],
+    )
 
+
+def _check_push_target(repo_id: str, revision: str | None, tag: str | None, create_pr: bool) -> str:
+    """The branch to push to; raises `PushArgumentError` for an invalid repo id or revision, or a tag on a PR."""
+    branch = _branch_name(revision)
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise PushArgumentError(explain_hub_error(err, repo_id=repo_id)) from err
+    if re.fullmatch(r"[0-9a-f]{40}", branch):
+        raise PushArgumentError(f"Cannot push to the commit id {branch}: give a branch name as revision.")
+    if tag is not None and create_pr:
+        raise PushArgumentError("A tag cannot be put on a pull request commit: merge it first, then tag the merge.")
+    return branch
+
+
+def upload_files(
+    files: Sequence[PushFile],
+    repo_id: str,
+    *,
+    repo_type: str = "model",
+    space_sdk: str | None = None,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str = DEFAULT_COMMIT_MESSAGE,
+    commit_description: str | None = None,
+    tags: Iterable[str] = (),
+    tag: str | None = None,
+    create_pr: bool = False,
+    token: str | None = None,
+    exist_ok: bool = True,
+    delete_remote_extras: bool = True,
+    keep_remote: Iterable[str] = (),
+) -> CommitInfo:
+    """Publish ``files`` to the Hub repo ``repo_id`` (of ``repo_type``: a model, or a Space made with
+    ``space_sdk``) in one commit: the client code of every push of the package (`push_output_folder` for models,
+    `demo.push_space` for Spaces). The arguments are `push_output_folder`'s; a model repo's README.md is published
+    through `card_for_repo` (its repo id placeholder replaced, ``tags`` added). With ``delete_remote_extras`` remote
+    files not in ``files`` are deleted, except ``.gitattributes`` and ``keep_remote`` (fnmatch patterns). Returns the
+    `CommitInfo` (the current head when nothing changed). Raises `PushArgumentError` or `HubPushError`.
+    """
+    branch = _check_push_target(repo_id, revision, tag, create_pr)
+    keep_patterns = [".gitattributes", *keep_remote]
     api = HfApi(token=token)
     stage = "creating the repo"
     try:
-        repo_url = api.create_repo(repo_id, private=private, exist_ok=exist_ok, repo_type="model")
+        repo_url = api.create_repo(repo_id, private=private, exist_ok=exist_ok, repo_type=repo_type, space_sdk=space_sdk)
         repo_id = repo_url.repo_id or repo_id  # "name" -> "user/name"
         if branch != "main":
             stage = f"creating the branch {branch}"
-            refs = api.list_repo_refs(repo_id)
+            refs = api.list_repo_refs(repo_id, repo_type=repo_type)
             if branch in {ref.name for ref in refs.tags}:
                 raise HubPushError(
                     f"{branch!r} is a tag of {repo_id}, not a branch: a tag names a fixed version. Push to a branch "
                     f"(--revision) and tag the new commit with --tag."
                 )
             if branch not in {ref.name for ref in refs.branches}:
-                api.create_branch(repo_id, branch=branch, exist_ok=True)
+                api.create_branch(repo_id, branch=branch, exist_ok=True, repo_type=repo_type)
         stage = "reading the repo"
-        info = api.model_info(repo_id, revision=branch, files_metadata=False)
+        info = api.repo_info(repo_id, revision=branch, repo_type=repo_type, files_metadata=False)
         if private and not info.private:
             raise HubPushError(
                 f"{repo_id} already exists and is public, but a private push was asked: nothing was pushed. Make "
@@ -785,13 +824,14 @@ def push_output_folder(
             )
         operations: list[CommitOperationAdd | CommitOperationDelete] = []
         for file in files:
-            if file is readme:
+            if file.path_in_repo == "README.md" and repo_type == "model":
                 card = card_for_repo(file.read_bytes().decode("utf-8"), repo_id, tags)
                 operations.append(CommitOperationAdd("README.md", card.encode("utf-8")))
             else:
-                operations.append(CommitOperationAdd(file.path_in_repo, str(file.local_path)))
+                content = file.content if file.content is not None else str(file.local_path)
+                operations.append(CommitOperationAdd(file.path_in_repo, content))
         if delete_remote_extras:
-            published = {file.path_in_repo for file in plan.files}
+            published = {file.path_in_repo for file in files}
             for sibling in info.siblings or []:
                 path = sibling.rfilename
                 if path not in published and not any(fnmatch.fnmatchcase(path, p) for p in keep_patterns):
@@ -805,10 +845,11 @@ def push_output_folder(
             revision=branch,
             create_pr=create_pr,
             parent_commit=info.sha,
+            repo_type=repo_type,
         )
         if tag is not None:
             stage = "creating the tag"
-            api.create_tag(repo_id, tag=tag, revision=commit.oid, tag_message=commit_message)
+            api.create_tag(repo_id, tag=tag, revision=commit.oid, tag_message=commit_message, repo_type=repo_type)
     except HubPushError:
         raise
     except _hub_errors() as err:
