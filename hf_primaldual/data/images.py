@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import logging
 import os
 import zipfile
 import zlib
@@ -26,6 +27,8 @@ from transformers.image_processing_utils import BaseImageProcessor
 
 from .locations import looks_local, no_such_path
 
+
+logger = logging.getLogger(__name__)
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top",
@@ -261,14 +264,48 @@ def build_transforms(
     return transform
 
 
-def measure_normalisation(images) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of RGB pixel values in [0, 1] over ``images``.
+def measure_normalisation(images: Iterable[Image.Image]) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std (population, ddof=0) of the RGB pixel values in [0, 1] of ``images``, each image
+    taken as the transforms hand it to the processor (`_convert` to RGB: 16-bit grey images scaled to 8 bits by their
+    real range, not clipped at 255; grey images as three equal channels).
 
-    Grey images are taken as RGB too (three equal channels): the model then accepts any image, as the
-    image-classification pipeline and the processor's RGB conversion hand it, for the cost of a wider first layer.
+    Grey images are taken as RGB: the model then accepts any image, as the image-classification pipeline and the
+    processor's RGB conversion hand it, for the cost of a wider first layer.
+
+    Images may differ in size: the statistics are those of all their pixels pooled (each pixel counts once),
+    accumulated image by image with Chan et al.'s parallel update of the mean and the sum of squared deviations,
+    so no stack of images is ever built.
+
+    Args:
+        images: PIL images of any modes and sizes (e.g. a training split's ``image`` column).
+
+    Returns:
+        ``(mean, std)``, three floats each (R, G, B), rounded to 4 decimals. A channel with no spread (std 0, e.g.
+        a sample of blank images) gets std 1.0, with a warning: dividing by 0 would turn every pixel into NaN.
+
+    Raises:
+        ValueError: ``images`` is empty, or a 32-bit integer image holds values outside the 16-bit range.
     """
-    pixels = np.stack([np.asarray(image.convert("RGB"), dtype=np.float64) / 255 for image in images])
-    return pixels.mean(axis=(0, 1, 2)).round(4).tolist(), pixels.std(axis=(0, 1, 2)).round(4).tolist()
+    count, mean, sum_squares = 0, np.zeros(3), np.zeros(3)
+    for image in images:
+        pixels = np.asarray(_convert(image, "RGB"), dtype=np.float64).reshape(-1, 3) / 255
+        image_count, image_mean = len(pixels), pixels.mean(axis=0)
+        delta = image_mean - mean
+        total = count + image_count
+        mean = mean + delta * image_count / total
+        sum_squares += ((pixels - image_mean) ** 2).sum(axis=0) + delta**2 * count * image_count / total
+        count = total
+    if count == 0:
+        raise ValueError("No image to measure the normalisation on: give at least one training image.")
+    std = np.sqrt(sum_squares / count).round(4)
+    if (std == 0).any():
+        logger.warning(
+            "The images measured have no spread in channel(s) %s (std 0: every pixel the same): those channels are "
+            "not scaled (std 1.0). Measure on more images (--normalisation_samples) if this sample is not the data.",
+            [int(channel) for channel in np.flatnonzero(std == 0)],
+        )
+        std[std == 0] = 1.0
+    return mean.round(4).tolist(), std.tolist()
 
 
 def _pil_mode(image_processor: BaseImageProcessor) -> str:

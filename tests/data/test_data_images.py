@@ -24,6 +24,7 @@ from hf_primaldual.data import (
     load_image_folder,
     standardise_image_columns,
 )
+from hf_primaldual.data.images import measure_normalisation
 
 FASHION_SAMPLE = FIXTURES / "fashion-mnist-sample"
 CIFAR_SAMPLE = FIXTURES / "cifar10-sample"
@@ -428,3 +429,88 @@ def test_zip_without_a_test_split_is_refused(tmp_path):
     archive = zip_tree(folder, tmp_path / "train-only.zip")
     with pytest.raises(ValueError, match=rf"{archive} has no test split: its splits are \['train'\]"):
         load_image_dataset(archive)
+
+
+# --- Normalisation statistics (a model trained from scratch) ---------------------------------------------------------
+
+
+def pooled_statistics(images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of every pixel of `images` pooled, per RGB channel, in [0, 1]: the reference."""
+    pixels = np.concatenate([np.asarray(image.convert("RGB"), dtype=np.float64).reshape(-1, 3) / 255
+                             for image in images])
+    return pixels.mean(axis=0), pixels.std(axis=0)
+
+
+def test_normalisation_of_images_of_different_sizes_is_that_of_all_their_pixels():
+    images = list(load_image_folder(CIFAR_SAMPLE)["train"]["image"])
+    images[2] = images[2].resize((48, 40), Image.Resampling.BICUBIC)  # one photo of another size
+    images[4] = images[4].resize((17, 23), Image.Resampling.BICUBIC)
+    mean, std = measure_normalisation(images)
+    expected_mean, expected_std = pooled_statistics(images)
+    np.testing.assert_allclose(mean, expected_mean.round(4), atol=1e-12)
+    np.testing.assert_allclose(std, expected_std.round(4), atol=1e-12)
+
+
+def test_normalisation_of_equal_sizes_is_unchanged():
+    """Images of one size (the common case) give exactly the statistics of their stack, as before."""
+    images = list(load_image_folder(CIFAR_SAMPLE)["train"]["image"])
+    stacked = np.stack([np.asarray(image.convert("RGB"), dtype=np.float64) / 255 for image in images])
+    mean, std = measure_normalisation(images)
+    assert mean == stacked.mean(axis=(0, 1, 2)).round(4).tolist()
+    assert std == stacked.std(axis=(0, 1, 2)).round(4).tolist()
+
+
+def test_normalisation_of_16_bit_images_is_that_of_their_8_bit_originals(tmp_path):
+    """A 16-bit PNG is measured as the transforms hand it to the model (scaled by its range), not clipped at 255
+    (which turned nearly every pixel white, std ~0, and the training into NaN)."""
+    originals = list(load_fashion_mnist(FASHION_SAMPLE)["train"]["image"])[:8]
+    sixteen_bit = []
+    for index, image in enumerate(originals):
+        path = tmp_path / f"{index}.png"
+        Image.fromarray(np.asarray(image).astype(np.uint16) * 257).save(path)  # 0..255 -> 0..65535
+        sixteen_bit.append(Image.open(path))
+    assert {image.mode for image in sixteen_bit} == {"I;16"}
+    mean, std = measure_normalisation(sixteen_bit)
+    assert (mean, std) == measure_normalisation(originals)
+    expected_mean, expected_std = pooled_statistics(originals)
+    np.testing.assert_allclose(mean, expected_mean.round(4), atol=1e-12)
+    assert 0.1 < std[0] < 0.5 and np.isfinite(std).all()
+
+
+def test_normalisation_of_blank_images_keeps_the_scale_instead_of_dividing_by_zero(caplog):
+    blank = [Image.new("L", (28, 28), 0), Image.new("L", (32, 30), 0)]
+    with caplog.at_level("WARNING"):
+        mean, std = measure_normalisation(blank)
+    assert mean == [0.0, 0.0, 0.0] and std == [1.0, 1.0, 1.0]
+    assert "no spread in channel(s) [0, 1, 2]" in caplog.text
+    with pytest.raises(ValueError, match="No image to measure the normalisation on"):
+        measure_normalisation([])
+
+
+@pytest.mark.slow  # a training run, one epoch of a tiny ViT
+def test_training_from_scratch_on_images_of_mixed_sizes_and_depths(tmp_path):
+    """The image command from scratch on a CIFAR sample where one photo has another size and one is a 16-bit grey
+    PNG: it trains (numpy's "all input arrays must have the same shape" before), and the processor it saves holds
+    the pooled statistics of the training images as the transforms see them."""
+    from hf_primaldual.cli import train_image
+
+    folder = copy_cifar_sample(tmp_path)
+    first, second = sorted((folder / "train" / "cat").iterdir())
+    Image.open(first).resize((40, 36)).save(first.with_suffix(".png"))
+    first.unlink()
+    grey = np.asarray(Image.open(second).convert("L")).astype(np.uint16) * 257
+    Image.fromarray(grey).save(second.with_suffix(".png"))
+    second.unlink()
+    output = tmp_path / "out"
+    code = train_image.main([
+        "--dataset", str(folder), "--output_dir", str(output), "--num_train_epochs", "1", "--hidden_size", "24",
+        "--num_hidden_layers", "1", "--num_attention_heads", "3", "--intermediate_size", "48",
+        "--per_device_train_batch_size", "4", "--save_strategy", "no", "--disable_tqdm", "true", "--report_to", "none",
+    ])
+    assert code == 0
+    processor = ViTImageProcessorPil.from_pretrained(output)
+    seen = [image if image.mode != "I;16" else Image.fromarray(np.rint(np.asarray(image) / 257).astype(np.uint8))
+            for image in load_image_folder(folder)["train"]["image"]]
+    expected_mean, expected_std = pooled_statistics(seen)
+    np.testing.assert_allclose(processor.image_mean, expected_mean.round(4), atol=1e-12)
+    np.testing.assert_allclose(processor.image_std, expected_std.round(4), atol=1e-12)
