@@ -9,8 +9,9 @@ import copy
 import pytest
 import torch
 import torch._dynamo
-from torch import nn
+from torch._dynamo.testing import CompileCounterWithBackend
 
+from deploy.tiny_models import TYPES, stock_bert, stock_llama, stock_vit, timeseries, vit
 from hf_primaldual.modeling_primaldual_timeseries import MaskedBatchNorm
 
 
@@ -59,82 +60,6 @@ def test_masked_batch_norm_in_half_precision_keeps_float32_statistics():
 # ----------------------------------------------------------------------------------------------------------------
 # A training step in one graph
 # ----------------------------------------------------------------------------------------------------------------
-
-from torch._dynamo.testing import CompileCounterWithBackend  # noqa: E402
-from transformers import (  # noqa: E402
-    BertConfig,
-    BertForSequenceClassification,
-    LlamaConfig,
-    LlamaForCausalLM,
-    ViTConfig,
-    ViTForImageClassification,
-)
-
-from hf_primaldual import (  # noqa: E402
-    PrimalDualTimeSeriesConfig,
-    PrimalDualTimeSeriesForClassification,
-    PrimalDualViTConfig,
-    PrimalDualViTForImageClassification,
-)
-from hf_primaldual.attention import ATTENTION_TYPES  # noqa: E402
-
-TYPES = list(ATTENTION_TYPES)
-DROPOUT = 0.1
-LENGTH = 12
-
-
-def padding_mask() -> torch.Tensor:
-    mask = torch.ones(2, LENGTH, dtype=torch.long)
-    mask[1, 8:] = 0
-    return mask
-
-
-def timeseries(attention_type: str):
-    config = PrimalDualTimeSeriesConfig(num_input_channels=3, max_sequence_length=LENGTH, hidden_size=16,
-                                        num_hidden_layers=1, num_attention_heads=4, intermediate_size=32,
-                                        num_labels=3, attention_type=attention_type,
-                                        attention_probs_dropout_prob=DROPOUT)
-    inputs = {"past_values": torch.randn(2, LENGTH, 3), "attention_mask": padding_mask(), "labels": torch.tensor([0, 2])}
-    return PrimalDualTimeSeriesForClassification(config), inputs
-
-
-def vit(attention_type: str):
-    config = PrimalDualViTConfig(hidden_size=24, num_hidden_layers=1, num_attention_heads=3, intermediate_size=32,
-                                 image_size=16, patch_size=4, num_labels=3, attention_type=attention_type,
-                                 head_scales=[1, 1, 2] if "sh" in attention_type else None,
-                                 attention_probs_dropout_prob=DROPOUT)
-    return PrimalDualViTForImageClassification(config), {"pixel_values": torch.randn(2, 3, 16, 16),
-                                                         "labels": torch.tensor([0, 2])}
-
-
-def stock_vit(attention_type: str):
-    config = ViTConfig(hidden_size=24, num_hidden_layers=1, num_attention_heads=3, intermediate_size=32,
-                       image_size=16, patch_size=4, num_labels=3, attention_probs_dropout_prob=DROPOUT,
-                       primaldual_attention={"head_scales": [1, 1, 2]})
-    model = ViTForImageClassification(config)
-    model.set_attn_implementation(f"primaldual_{attention_type}")
-    return model, {"pixel_values": torch.randn(2, 3, 16, 16), "labels": torch.tensor([0, 2])}
-
-
-def stock_bert(attention_type: str):
-    config = BertConfig(vocab_size=50, hidden_size=24, num_hidden_layers=1, num_attention_heads=3,
-                        intermediate_size=32, max_position_embeddings=32, num_labels=3,
-                        attention_probs_dropout_prob=DROPOUT)
-    model = BertForSequenceClassification(config)
-    model.set_attn_implementation(f"primaldual_{attention_type}")
-    return model, {"input_ids": torch.randint(0, 50, (2, LENGTH)), "attention_mask": padding_mask(),
-                   "labels": torch.tensor([0, 2])}
-
-
-def stock_llama(attention_type: str):
-    config = LlamaConfig(vocab_size=50, hidden_size=24, num_hidden_layers=1, num_attention_heads=4,
-                         num_key_value_heads=2, intermediate_size=32, max_position_embeddings=32,
-                         attention_dropout=DROPOUT)
-    model = LlamaForCausalLM(config)
-    model.set_attn_implementation(f"primaldual_{attention_type}")
-    input_ids = torch.randint(0, 50, (2, LENGTH))
-    return model, {"input_ids": input_ids, "attention_mask": padding_mask(), "labels": input_ids}
-
 
 # Every type on the two models with padding masks (the family's and transformers' masks through the registered
 # function); on the others the types that cover their remaining paths (grid pooling, BN, the window, the causal
