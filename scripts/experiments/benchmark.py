@@ -33,6 +33,12 @@ rows):
   for every type with attention dropout, with the family's fused CPU dropout against PyTorch's
   ``scaled_dot_product_attention(dropout_p=0.1)`` (:func:`~hf_primaldual.attention_kernels.fast_paths`
   ``(fused_cpu_dropout=False)``: the code path before the fused dropout): the per-step speed-up behind the grid's CPU-hours.
+* ``cpu_dropout`` (:func:`benchmark_cpu_dropout_kernel`, issue 24): attention dropout inside the compiled CPU
+  kernel (:mod:`hf_primaldual.cpu_attention`) against the fused-kernel path before it, at SelfRegulationSCP2's
+  shape (the ``timeseries`` section's model): softmax with attention dropout 0.1 and 0, bn, SH with scales
+  1, 1, 1, 2, 2, 2, 4, 4, plain PyTorch's ``nn.TransformerEncoder`` of the same shape, and softmax under bfloat16
+  autocast; then transformers' BERT-small (N = 512, batch 2, attention dropout 0.1) under ``sdpa`` and
+  ``primaldual_softmax`` with and without the kernel. Every comparison timed round-robin in one process.
 * ``compile`` (:func:`check_graph_breaks`, and compiled rows in ``vit`` and ``attention``): graph breaks of the
   attention function and of both models under ``torch._dynamo.explain``, and ``torch.compile``d timings of the
   ViT training step (transformers' ViT, softmax, bn, sh, bn_sh; both sizes) and of the attention layer at
@@ -923,6 +929,114 @@ def benchmark_uea_training(
     return rows
 
 
+KERNEL_SH_SCALES = (1, 1, 1, 2, 2, 2, 4, 4)
+KERNEL_REFERENCE = "softmax, dropout 0.1"
+
+
+class _PlainTransformerClassifier(torch.nn.Module):
+    """plain PyTorch's ``nn.TransformerEncoder`` at the time-series classifier's shape: input projection, the
+    encoder (post-norm, ReLU, dropout everywhere), flattened output to a linear classifier."""
+
+    def __init__(self, settings: Settings, length: int, channels: int, num_labels: int, dropout: float = 0.1):
+        super().__init__()
+        torch.manual_seed(0)
+        s = settings
+        self.project = torch.nn.Linear(channels, s.series_hidden)
+        layer = torch.nn.TransformerEncoderLayer(s.series_hidden, s.series_heads, s.series_intermediate, dropout,
+                                                 batch_first=True)
+        self.encoder = torch.nn.TransformerEncoder(layer, s.series_layers, enable_nested_tensor=False)
+        self.classifier = torch.nn.Linear(s.series_hidden * length, num_labels)
+
+    def forward(self, past_values: torch.Tensor, labels: torch.Tensor):
+        logits = self.classifier(self.encoder(self.project(past_values)).flatten(1))
+        return type("Output", (), {"loss": torch.nn.functional.cross_entropy(logits, labels)})()
+
+
+def _without_kernel(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` whose attention dropout takes the fused-kernel path (the code before the kernel)."""
+    return _ForwardWithin(copy.deepcopy(model), lambda: fast_paths(cpu_dropout_kernel=False))
+
+
+def _in_bfloat16(model: torch.nn.Module) -> torch.nn.Module:
+    return _ForwardWithin(model, lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+
+
+def benchmark_cpu_dropout_kernel(
+    settings: Settings = Settings(), clock: str = "wall", log: Callable[[str], None] = print
+) -> list[dict]:
+    """Training steps with attention dropout through the compiled CPU kernel, against the path before it and the
+    references of issue 24 (see the module doc), in one process.
+
+    One row per variant: ``comparison`` (``series`` or ``bert``), ``variant``, ``step_ms``, ``spread``,
+    ``peak_mb``, ``speedup`` (the comparison's reference step time over this one: > 1 is faster; the reference is
+    softmax with dropout 0.1 on the kernel for ``series``, ``sdpa`` for ``bert``).
+    """
+    s = settings
+    length, channels = s.series_length, s.series_channels
+
+    def classifier(attention_type: str, dropout: float = 0.1, **config: object) -> torch.nn.Module:
+        return _series_classifier(s, attention_type, length, channels, 2, attention_probs_dropout_prob=dropout,
+                                  **config)
+
+    softmax = classifier("softmax")
+    sh = classifier("sh", head_scales=list(KERNEL_SH_SCALES[: s.series_heads]))
+    series = {
+        KERNEL_REFERENCE: softmax,
+        "softmax, dropout 0.1, before (fused path)": _without_kernel(softmax),
+        "softmax, dropout 0": classifier("softmax", 0.0),
+        "bn, dropout 0.1": classifier("bn"),
+        "sh 1,1,1,2,2,2,4,4, dropout 0.1": sh,
+        "sh 1,1,1,2,2,2,4,4, dropout 0.1, before (fused path)": _without_kernel(sh),
+        "nn.TransformerEncoder, dropout 0.1": _PlainTransformerClassifier(s, length, channels, 2),
+        "softmax, dropout 0.1, bf16 autocast": _in_bfloat16(classifier("softmax")),
+        "softmax, dropout 0.1, bf16 autocast, before (fused path)": _in_bfloat16(_without_kernel(softmax)),
+        "softmax, dropout 0, bf16 autocast": _in_bfloat16(classifier("softmax", 0.0)),
+    }
+    rows = []
+    for comparison, models, inputs, reference in (
+        ("series", series, _series_inputs(s, length, channels, num_labels=2), KERNEL_REFERENCE),
+        ("bert", None, None, STOCK_REFERENCE),
+    ):
+        if models is None:  # BERT-small with BERT's default attention dropout 0.1
+            size_name, tokens, batch = s.text_sizes[0]
+            bert = stock_bert(replace(s, text_attention_dropout=0.1), tokens)
+            models = build_stock_models(bert, ["softmax"])
+            models[PREFIX + "softmax, before (fused path)"] = _without_kernel(models[PREFIX + "softmax"])
+            generator = torch.Generator().manual_seed(0)
+            inputs = {
+                "input_ids": torch.randint(0, s.text_vocab, (batch, tokens), generator=generator),
+                "attention_mask": torch.ones(batch, tokens, dtype=torch.long),
+                "labels": torch.randint(0, 2, (batch,), generator=generator),
+            }
+        results = _time_models(models, inputs, s, clock)
+        new_rows = [{"comparison": comparison, "variant": name, **result,
+                     "speedup": _ratio(results[reference], result)} for name, result in results.items()]
+        log(f"cpu_dropout {comparison}: " + ", ".join(f"{r['variant']} {r['step_ms']:.0f} ms" for r in new_rows))
+        rows += new_rows
+        del models
+        gc.collect()
+    return rows
+
+
+def _cpu_dropout_targets(rows: list[dict]) -> list[tuple[str, float, float, bool]]:
+    """Issue 24's targets from :func:`benchmark_cpu_dropout_kernel`'s rows: (name, measured, required,
+    higher_is_better)."""
+    step = {(r["comparison"], r["variant"]): r["step_ms"] for r in rows}
+    kernel = step.get(("series", KERNEL_REFERENCE), float("nan"))
+    out = [
+        ("series: step with dropout 0.1 / step with dropout 0 (time)",
+         kernel / step.get(("series", "softmax, dropout 0"), float("nan")), 1.2, False),
+        ("series: nn.TransformerEncoder step / softmax step, dropout 0.1",
+         step.get(("series", "nn.TransformerEncoder, dropout 0.1"), float("nan")) / kernel, 5.0, True),
+        ("series: softmax step / sh (1,1,1,2,2,2,4,4) step, dropout 0.1",
+         kernel / step.get(("series", "sh 1,1,1,2,2,2,4,4, dropout 0.1"), float("nan")), 1.8, True),
+        ("bert N=512, dropout 0.1: sdpa step / primaldual_softmax step",
+         step.get(("bert", STOCK_REFERENCE), float("nan")) / step.get(("bert", PREFIX + "softmax"), float("nan")),
+         1.15, True),
+    ]
+    return out
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # torch.compile
 # ------------------------------------------------------------------------------------------------------------------
@@ -1039,6 +1153,8 @@ def targets(results: dict) -> list[dict]:
                 row["memory_vs_softmax"], 1.0, higher_is_better=False)
         if row["run"] == "sweep" and row["attention_type"] == "linear" and row["length"] == 4096:
             add("attention N=4096: linear fwd+bwd speed-up over softmax", row["speedup_vs_softmax"], 5.0)
+    for name, measured, required, higher_is_better in _cpu_dropout_targets(results.get("cpu_dropout", [])):
+        add(name, measured, required, higher_is_better)
     for row in results.get("stock", []):
         how = f"stock {row['model']} {row['size']} train: {row['attn_implementation']} / sdpa throughput"
         if row["attn_implementation"] == PREFIX + "bn":
@@ -1131,6 +1247,14 @@ def markdown_report(results: dict) -> str:
                       ("series/s", "series_per_s", 2), ("step ms", "step_ms", 0), ("spread", "spread", 3),
                       ("peak MB", "peak_mb", 0), ("vs softmax", "vs_softmax", 3),
                   ])]
+    if results.get("cpu_dropout"):
+        parts += ["", "## Attention dropout in the compiled CPU kernel (issue 24)", "",
+                  "`speedup`: the comparison's reference step time over the row's (series: softmax, dropout 0.1, "
+                  "on the kernel; bert: sdpa).", "",
+                  _table(results["cpu_dropout"], [
+                      ("comparison", "comparison", 0), ("variant", "variant", 0), ("step ms", "step_ms", 0),
+                      ("spread", "spread", 3), ("peak MB", "peak_mb", 0), ("speedup", "speedup", 3),
+                  ])]
     if results.get("uea"):
         parts += ["", "## Time-series training step at the UEA grid's shapes: fused dropout vs the path before", "",
                   f"Batch {results['settings']['series_batch']}, attention dropout 0.1; `speed-up` is the fused "
@@ -1200,7 +1324,7 @@ def plot_attention(rows: list[dict], output_dir: Path) -> list[Path]:
 # The run
 # ------------------------------------------------------------------------------------------------------------------
 
-SECTIONS = ("vit", "stock", "attention", "dropout", "timeseries", "uea", "compile")
+SECTIONS = ("vit", "stock", "attention", "dropout", "timeseries", "uea", "cpu_dropout", "compile")
 
 
 def _machine(settings: Settings, clock: str, smoke: bool, command: str, load_before: str) -> dict:
@@ -1274,6 +1398,8 @@ def run(
         results["timeseries"] = benchmark_timeseries_training(settings, attention_types, clock, log)
     if "uea" in sections:
         results["uea"] = benchmark_uea_training(settings, attention_types, clock, log)
+    if "cpu_dropout" in sections:
+        results["cpu_dropout"] = benchmark_cpu_dropout_kernel(settings, clock, log)
     if "compile" in sections:
         results["graph_breaks"] = check_graph_breaks(attention_types, log, settings)
     results["machine"]["load_after"] = _load()
