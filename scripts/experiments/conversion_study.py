@@ -502,6 +502,53 @@ def render(records: Sequence[dict], report_dir: Path, grid_dir: Path, types: Seq
     return text
 
 
+def conversion_head_redundancy(args: argparse.Namespace, records: Sequence[dict], types: Sequence[str]) -> str:
+    """Head redundancy (`analysis.head_redundancy`) of every mvts unit on disk whose fine-tunes are done: the source,
+    each converted model right after conversion and after its longest fine-tune, and the control. Writes
+    ``<dataset>-seed<seed>.json`` / ``.png`` and ``head_redundancy.md`` (all units) into ``args.redundancy_dir``;
+    returns the markdown."""
+    from hf_primaldual.evaluation import load_checkpoint_data
+
+    from .analysis import head_redundancy, plot_head_redundancy
+
+    accuracy = {(r["dataset"], int(r["seed"]), r["attention_type"], r["finetune_epochs"]): r["test_accuracy_final"]
+                for r in records if r["family"] == "mvts"}
+    args.redundancy_dir.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for _, dataset, seed in plan(["mvts"], args.seeds, args.datasets):
+        unit = Unit(FAMILIES["mvts"], dataset, seed, args)
+        longest = finetune_epochs(unit.epochs, args.fractions)[-1]
+        models = [("softmax source", unit.source, (SOURCE_TYPE, 0))]
+        for attention_type in types:
+            models += [(f"{attention_type}, converted", unit.converted(attention_type), (attention_type, 0)),
+                       (f"{attention_type}, fine-tuned {longest} ep", unit.finetuned(attention_type, longest),
+                        (attention_type, longest))]
+        models.append((f"softmax control, fine-tuned {longest} ep", unit.finetuned(SOURCE_TYPE, longest),
+                       (SOURCE_TYPE, longest)))
+        if not all((folder / "config.json").is_file() for _, folder, _ in models):
+            continue
+        results = {}
+        for label, folder, _ in models:
+            data = load_checkpoint_data(folder, dataset, data_dir=args.data_dir, batch_size=32)
+            results[label] = head_redundancy(data, args.max_examples)
+        name = f"{dataset}-seed{seed}"
+        (args.redundancy_dir / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+        plot_head_redundancy(results, args.redundancy_dir / f"{name}.png",
+                             title=f"Head redundancy, {dataset} seed {seed}: softmax converted")
+        layers = len(next(iter(results.values()))["mean"])
+        if not lines:
+            lines = ["| dataset (seed) | model | test accuracy | " + " | ".join(f"layer {i + 1}" for i in range(layers))
+                     + " |", "|---|---|---|" + "---|" * layers]
+        for label, _, (attention_type, epochs) in models:
+            score = accuracy.get((dataset, seed, attention_type, epochs))
+            cells = [f"{m:.3f} ± {d:.3f}" for m, d in zip(results[label]["mean"], results[label]["std"])]
+            lines.append(f"| {dataset} ({seed}) | {label} | {'–' if score is None else f'{100 * score:.1f}%'} | "
+                         + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    (args.redundancy_dir / "head_redundancy.md").write_text(text)
+    return text
+
+
 def main(argv: list[str] | None = None, root: Path | None = None) -> int:
     """Run the missing cells, then render; 0. ``root``: where the default paths lie (default: the repository)."""
     root = REPO if root is None else root
@@ -522,10 +569,18 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> int:
     parser.add_argument("--work_dir", type=Path, default=root.parent / "study_models",
                         help="the source models and their conversions and fine-tunes, one folder per unit")
     parser.add_argument("--render", action="store_true", help="only render the tables and plots")
+    parser.add_argument("--head_redundancy", action="store_true",
+                        help="only measure the head redundancy of the mvts units on disk (source, converted, fine-tuned)")
+    parser.add_argument("--redundancy_dir", type=Path,
+                        default=root / "docs" / "results" / "head_redundancy_conversion")
+    parser.add_argument("--max_examples", type=int, default=300, help="test inputs per model for head redundancy")
     parser.add_argument("extra", nargs="*", help="after --: further arguments for the sources' training commands")
     args = parser.parse_args(argv)
 
     args.results.parent.mkdir(parents=True, exist_ok=True)
+    if args.head_redundancy:
+        print(conversion_head_redundancy(args, read_runs(args.results), args.types))
+        return 0
     if not args.render:
         done = {cell_key(r) for r in read_runs(args.results)}
 
@@ -545,4 +600,4 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> int:
     return 0
 
 
-__all__ = ["FAMILIES", "Unit", "finetune_epochs", "main", "paired_rows", "plan", "render", "run_unit"]
+__all__ = ["FAMILIES", "Unit", "conversion_head_redundancy", "finetune_epochs", "main", "paired_rows", "plan", "render", "run_unit"]

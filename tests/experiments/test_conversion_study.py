@@ -97,3 +97,14 @@ def test_study_records_each_cell_once_and_resumes(tmp_path):
     assert "| converted vs from scratch | sh |" not in table  # no sh cell in the grid
     assert "converted vs softmax control" in table
     assert (tmp_path / "report" / "conversion_mvts_curves.png").stat().st_size > 0
+
+    # head redundancy of the source, each converted model before and after fine-tuning, and the control
+    assert main([*arguments[:arguments.index("--")], "--head_redundancy",
+                 "--redundancy_dir", str(tmp_path / "redundancy"), "--max_examples", "20"]) == 0
+    rows = (tmp_path / "redundancy" / "head_redundancy.md").read_text().splitlines()[2:]
+    assert [row.split(" | ")[1] for row in rows] == [
+        "softmax source", "bn, converted", "bn, fine-tuned 2 ep", "sh, converted", "sh, fine-tuned 2 ep",
+        "softmax control, fine-tuned 2 ep"]
+    measured = json.loads((tmp_path / "redundancy" / "JapaneseVowels-seed0.json").read_text())
+    assert all(0 <= value <= 2 ** 0.5 for result in measured.values() for value in result["mean"])
+    assert measured["bn, converted"]["mean"] != measured["softmax source"]["mean"]  # the attention did change
