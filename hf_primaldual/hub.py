@@ -353,6 +353,7 @@ CODE_CONFIGS = ("config.json", "preprocessor_config.json", "processor_config.jso
 #: What the training scripts and the Trainer leave in an output folder besides the model; left out without a word.
 TRAINING_STATE = (
     "checkpoint-*", "last-checkpoint", "runs", "training_args.bin", "trainer_state.json", ".staging-*",
+    ".hf-primaldual.lock",
     "__pycache__", ".gitattributes",
 )
 #: Pickles (training state, torch weights): loading one runs code, so they are never published.
@@ -659,21 +660,35 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
     return (HfHubHTTPError, OfflineModeIsEnabled, HFValidationError, _httpx.HTTPError, ConnectionError, TimeoutError)
 
 
-def check_hub_access(repo_id: str, token: str | None = None) -> str:
-    """Check that the Hub answers and takes the token (``token``, else HF_TOKEN or the token of ``hf auth login``),
-    before a long job that pushes to ``repo_id`` at its end; returns the token's user name.
+def check_hub_access(repo_id: str, token: str | None = None, *, private: bool | None = None) -> str:
+    """Check, before a long job that pushes to ``repo_id`` at its end, that the repo id is valid, that the Hub
+    answers and takes the token (``token``, else HF_TOKEN or the token of ``hf auth login``), and that the token can
+    write the repo: it is created now (``exist_ok``; the Trainer's ``--push_to_hub`` creates it when it starts
+    anyway). Returns the full repo id (``name`` becomes ``user/name``).
 
-    Raises `HubPushError` naming the problem and the fix (server unreachable, no token, token rejected).
+    Raises `HubPushError` naming the problem and the fix (invalid id, server unreachable, no token, token rejected,
+    a namespace the token cannot write to).
     """
     try:
-        return HfApi(token=token).whoami()["name"]
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise HubPushError(
+            f"--hub_model_id {repo_id!r} is not a valid Hub repo id ({err}). Give `name` or `owner/name` (letters, "
+            "digits, '-', '_' and '.'); nothing was trained."
+        ) from None
+    stage = "checking the token before training"
+    try:
+        api = HfApi(token=token)
+        api.whoami()
+        stage = "creating the repo before training"
+        return api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model").repo_id or repo_id
     except LocalTokenNotFoundError as err:
         raise HubPushError(
             f"--push_to_hub: no Hub token was found, so nothing could be pushed to {repo_id}. Set HF_TOKEN (or run "
             "`hf auth login`) and run again; nothing was trained."
         ) from err
     except _hub_errors() as err:
-        message = explain_hub_error(err, repo_id=repo_id, stage="checking the token before training")
+        message = explain_hub_error(err, repo_id=repo_id, stage=stage)
         raise HubPushError(f"{message} Nothing was trained.") from err
 
 

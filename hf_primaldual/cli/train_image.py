@@ -15,29 +15,25 @@ a `ViTImageProcessorPil` whose mean and std are measured on the training images 
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from transformers import AutoImageProcessor, HfArgumentParser, SchedulerType, Trainer, ViTImageProcessorPil, set_seed
+import datasets
+from transformers import AutoImageProcessor, SchedulerType, ViTImageProcessorPil
 
 from hf_primaldual import PrimalDualViTConfig, PrimalDualViTForImageClassification
 from hf_primaldual.checkpoints import CheckpointError, load_image_checkpoint
 from hf_primaldual.data.images import build_transforms, load_image_dataset, measure_normalisation
-from hf_primaldual.hub import EvaluationRow, render_model_card
 from hf_primaldual.training import (
     AttentionArguments,
     EpochTrainingArguments,
-    StopOnNonFinite,
+    TrainingTask,
     UsageError,
-    accuracy_metric,
-    check_checkpoint_matches,
-    check_run_arguments,
-    publish_run,
+    encoder_config_kwargs,
     run_script,
-    selection_arguments,
-    set_default_output_dir,
-    split_for_selection,
-    train_and_test,
+    run_training,
 )
 
 DEFAULT_IMAGE_SIZE = 32
@@ -53,6 +49,9 @@ JPEG_NOTE = (
 class ModelArguments:
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "a ViT / DeiT / PrimalDualViT checkpoint to fine-tune (default: from scratch)"}
+    )
+    model_revision: str | None = field(
+        default=None, metadata={"help": "branch, tag or commit of a Hub --model_name_or_path (named in the card)"}
     )
     image_size: int | None = field(
         default=None,
@@ -101,120 +100,97 @@ class ImageTrainingArguments(EpochTrainingArguments):
     seed: int = 42
 
 
-def run(argv: list[str]) -> dict:
-    """Train, test and save the hub-ready folder; the metrics. `UsageError` on wrong arguments, before any data
-    is read."""
-    parser = HfArgumentParser((AttentionArguments, ModelArguments, DataArguments, ImageTrainingArguments))
-    attention_args, model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    dataset_name = Path(data_args.dataset.rstrip("/")).stem
-    set_default_output_dir(training_args, f"image-{dataset_name}-{attention_args.attention_type}")
-    check_run_arguments(training_args, validation_fraction=data_args.validation_fraction)
-    set_seed(training_args.seed)
+class ImageClassificationTask(TrainingTask):
+    """A `PrimalDualViTForImageClassification`, from scratch (its processor's normalisation measured on the training
+    images) or fine-tuned from a ViT / DeiT / PrimalDualViT checkpoint; augmented with random crops and flips."""
 
-    splits = load_image_dataset(data_args.dataset)
-    test = splits["test"]
-    if data_args.max_eval_samples:
-        test = test.shuffle(seed=training_args.seed).select(range(min(data_args.max_eval_samples, len(test))))
-    train = splits["train"]
-    if data_args.max_train_samples:
-        train = train.shuffle(seed=training_args.seed).select(range(min(data_args.max_train_samples, len(train))))
-    train, validation = split_for_selection(train, data_args.validation_fraction, training_args.seed)
-    selection_arguments(training_args, validation)
-    class_names = train.features["label"].names
-    labels = {"id2label": dict(enumerate(class_names)), "label2id": {n: i for i, n in enumerate(class_names)}}
-    attention = attention_args.config_kwargs()
+    arguments = (AttentionArguments, ModelArguments, DataArguments, ImageTrainingArguments)
+    family = "primaldual-vit"
 
-    if model_args.model_name_or_path:
-        try:
-            model = load_image_checkpoint(
-                model_args.model_name_or_path, image_size=model_args.image_size, **attention, **labels,
-                num_labels=len(class_names), ignore_mismatched_sizes=True,  # a new classifier for these classes
+    @property
+    def run_name(self) -> str:
+        return f"image-{Path(self.data.dataset.rstrip('/')).stem}-{self.attention.attention_type}"
+
+    def load(self) -> datasets.DatasetDict:
+        splits = load_image_dataset(self.data.dataset)
+        seed = self.training.seed
+        limits = {"train": self.data.max_train_samples, "test": self.data.max_eval_samples}
+        return datasets.DatasetDict({
+            name: split.shuffle(seed=seed).select(range(min(limits[name], len(split)))) if limits[name] else split
+            for name, split in ((name, splits[name]) for name in ("train", "test"))
+        })
+
+    def build(self, train: datasets.Dataset, test: datasets.Dataset) -> tuple[PrimalDualViTForImageClassification, Any]:
+        class_names = train.features["label"].names
+        labels = {"id2label": dict(enumerate(class_names)), "label2id": {n: i for i, n in enumerate(class_names)}}
+        attention = self.attention.config_kwargs()
+        model_args = self.model_arguments
+        if model_args.model_name_or_path:
+            try:
+                model = load_image_checkpoint(
+                    model_args.model_name_or_path, image_size=model_args.image_size, **attention, **labels,
+                    num_labels=len(class_names), ignore_mismatched_sizes=True,  # a new classifier for these classes
+                    revision=model_args.model_revision,
+                )
+            except CheckpointError as err:
+                raise UsageError(str(err)) from None
+            processor = AutoImageProcessor.from_pretrained(
+                model_args.model_name_or_path, revision=model_args.model_revision
             )
-        except CheckpointError as err:
-            raise UsageError(str(err)) from None
-        image_processor = AutoImageProcessor.from_pretrained(model_args.model_name_or_path)
-        if model_args.image_size:
-            image_processor.size = {"height": model_args.image_size, "width": model_args.image_size}
-    else:
+            if model_args.image_size:
+                processor.size = {"height": model_args.image_size, "width": model_args.image_size}
+            self.processor = processor
+            return model, processor
         image_size = model_args.image_size or DEFAULT_IMAGE_SIZE
-        sample = train.select(range(min(data_args.normalisation_samples, len(train))))["image"]
+        sample = train.select(range(min(self.data.normalisation_samples, len(train))))["image"]
         mean, std = measure_normalisation(sample)
-        image_processor = ViTImageProcessorPil(
-            size={"height": image_size, "width": image_size}, image_mean=mean, image_std=std
-        )
+        processor = ViTImageProcessorPil(size={"height": image_size, "width": image_size}, image_mean=mean, image_std=std)
         config = PrimalDualViTConfig(
             image_size=image_size,
             patch_size=model_args.patch_size,
             num_channels=3,
-            hidden_size=model_args.hidden_size,
-            num_hidden_layers=model_args.num_hidden_layers,
-            num_attention_heads=model_args.num_attention_heads,
-            intermediate_size=model_args.intermediate_size,
-            hidden_dropout_prob=model_args.dropout,
-            attention_probs_dropout_prob=model_args.dropout,
+            **encoder_config_kwargs(model_args),
             **attention,
             **labels,
         )
-        model = PrimalDualViTForImageClassification(config)
-    check_checkpoint_matches(model.config, training_args.resume_from_checkpoint)
+        self.processor = processor
+        return PrimalDualViTForImageClassification(config), processor
 
-    train_transform = build_transforms(
-        image_processor, train=True, random_crop_padding=data_args.random_crop_padding,
-        horizontal_flip=data_args.horizontal_flip,
-    )
-    eval_transform = build_transforms(image_processor, train=False, horizontal_flip=False)
-    train = train.with_transform(train_transform)
-    test = test.with_transform(eval_transform)
-    validation = validation.with_transform(eval_transform) if validation is not None else None
+    def prepare(self, split: datasets.Dataset, *, training: bool) -> datasets.Dataset:
+        return split.with_transform(build_transforms(
+            self.processor, train=training, random_crop_padding=self.data.random_crop_padding,
+            horizontal_flip=training and self.data.horizontal_flip,
+        ))
 
-    trainer = Trainer(
-        model=model,
-        args=training_args,
-        train_dataset=train,
-        eval_dataset=validation if validation is not None else test,
-        processing_class=image_processor,
-        compute_metrics=accuracy_metric(),
-        callbacks=[StopOnNonFinite()],
-    )
-    metrics = {
-        "dataset": dataset_name,
-        "attention_type": model.config.attention_type,
-        **train_and_test(trainer, test),
-    }
+    def describe(self, model, train: datasets.Dataset, test: datasets.Dataset) -> dict[str, Any]:
+        name = self.dataset_name(train)
+        is_cifar = "cifar" in name.lower()
+        args = self.training
+        return {
+            "dataset_name": name,
+            "dataset_description": (
+                f"{name}: {len(train)} training and {len(test)} test images, {len(train.features['label'].names)} "
+                f"classes, resized to {model.config.image_size} px; random crops (padding "
+                f"{self.data.random_crop_padding}){' and horizontal flips' if self.data.horizontal_flip else ''} for "
+                "training." + (f" {JPEG_NOTE}" if is_cifar else "")
+            ),
+            "hyperparameters": {
+                # the model saved, whatever the arguments asked (a checkpoint brings its own shape)
+                **{key: getattr(model.config, key) for key in MODEL_SHAPE},
+                "dropout": model.config.hidden_dropout_prob,
+                "optimizer": "AdamW",
+                "weight_decay": args.weight_decay,
+                "lr_scheduler": args.lr_scheduler_type,
+            },
+            "limitations": JPEG_NOTE if is_cifar else "",
+            "base_model": self.model_arguments.model_name_or_path,
+            "base_model_revision": self.model_arguments.model_revision,
+        }
 
-    is_cifar = "cifar" in dataset_name.lower()
-    card = render_model_card(
-        "primaldual-vit",
-        model_name=Path(training_args.output_dir).name,
-        config=model.config,
-        dataset_name=dataset_name,
-        dataset_description=(
-            f"{dataset_name}: {len(train)} training and {len(test)} test images, {len(class_names)} classes, "
-            f"resized to {model.config.image_size} px; random crops (padding {data_args.random_crop_padding})"
-            f"{' and horizontal flips' if data_args.horizontal_flip else ''} for training."
-            + (f" {JPEG_NOTE}" if is_cifar else "")
-        ),
-        hyperparameters={
-            # the model saved, whatever the arguments asked (a checkpoint brings its own shape)
-            **{k: v for k, v in asdict(attention_args).items() if v is not None},
-            **{k: getattr(model.config, k) for k in MODEL_SHAPE},
-            "dropout": model.config.hidden_dropout_prob,
-            "optimizer": "AdamW",
-            "learning_rate": training_args.learning_rate,
-            "weight_decay": training_args.weight_decay,
-            "lr_scheduler": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),
-            "batch_size": training_args.per_device_train_batch_size * training_args.world_size,
-            "epochs": training_args.num_train_epochs,
-            "seed": training_args.seed,
-        },
-        results=[EvaluationRow("test", "accuracy", round(metrics["test_accuracy_final"], 4))],
-        task_type="image-classification",
-        protocol_note=f"Model selection: {metrics['selection']}.",
-        limitations=JPEG_NOTE if is_cifar else "",
-        base_model=model_args.model_name_or_path,
-    )
-    publish_run(trainer, metrics, str(card), image_processor)
-    return metrics
+
+def run(argv: Sequence[str]) -> dict:
+    """Train, test and save the hub-ready folder (`hf_primaldual.training.run_training`); the metrics."""
+    return run_training(ImageClassificationTask, argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,28 +22,24 @@ evaluated once, on that model.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from typing import Any
 
-from transformers import HfArgumentParser, set_seed
+import datasets
 
 from hf_primaldual import PrimalDualTimeSeriesForClassification
 from hf_primaldual.data.timeseries import TimeSeriesDataArguments, load_timeseries, source_name
-from hf_primaldual.hub import EvaluationRow, render_model_card
 from hf_primaldual.training import (
     TimeSeriesAttentionArguments,
     TimeSeriesModelArguments,
     TimeSeriesTrainingArguments,
-    check_checkpoint_matches,
-    check_run_arguments,
-    publish_run,
+    TrainingTask,
+    as_rows,
     run_script,
-    selection_arguments,
-    set_default_output_dir,
-    split_for_selection,
+    run_training,
     timeseries_setup,
-    timeseries_trainer,
-    train_and_test,
+    timeseries_trainer_options,
 )
 
 
@@ -61,55 +57,50 @@ class DataArguments(TimeSeriesDataArguments):
     )
 
 
-def run(argv: list[str]) -> dict:
-    """Train, test and save the hub-ready folder; the metrics. `UsageError` on wrong arguments, before any data
-    is read, and on data that cannot be read, before any training."""
-    parser = HfArgumentParser((TimeSeriesAttentionArguments, TimeSeriesModelArguments, DataArguments, TimeSeriesTrainingArguments))
-    attention_args, model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    set_default_output_dir(training_args, f"timeseries-{source_name(data_args.dataset)}-{attention_args.attention_type}")
-    check_run_arguments(training_args, validation_fraction=data_args.validation_fraction)
-    set_seed(training_args.seed)
+class TimeSeriesClassificationTask(TrainingTask):
+    """A `PrimalDualTimeSeriesForClassification` on the mvts-transformer protocol, channels standardised by a
+    feature extractor fitted on the training series."""
 
-    splits = load_timeseries(data_args.dataset, class_names=data_args.class_names, **data_args.options())
-    test = splits["test"]
-    train, validation = split_for_selection(splits["train"], data_args.validation_fraction, training_args.seed)
-    selection_arguments(training_args, validation)
-    max_length = max(max(train["length"]), max(test["length"]))
-    config, feature_extractor = timeseries_setup(train, max_length, attention_args.config_kwargs(), model_args)
-    check_checkpoint_matches(config, training_args.resume_from_checkpoint)
-    model = PrimalDualTimeSeriesForClassification(config)
-    trainer = timeseries_trainer(
-        model, training_args, train, validation if validation is not None else test, feature_extractor
-    )
-    metrics = {
-        "dataset": train.info.dataset_name or source_name(data_args.dataset),
-        "attention_type": config.attention_type,
-        **train_and_test(trainer, test.with_format("numpy")),
-    }
+    arguments = (TimeSeriesAttentionArguments, TimeSeriesModelArguments, DataArguments, TimeSeriesTrainingArguments)
+    family = "primaldual-timeseries"
 
-    card = render_model_card(
-        "primaldual-timeseries",
-        model_name=Path(training_args.output_dir).name,
-        config=config,
-        dataset_name=metrics["dataset"],
-        dataset_description=(
-            f"{train.info.description} {len(train)} training and {len(test)} test series, up to {max_length} time "
-            "steps. Channels standardised with training-split statistics."
-        ),
-        hyperparameters={
-            **{k: v for k, v in {**asdict(attention_args), **asdict(model_args)}.items() if v is not None},
-            "optimizer": "RAdam",
-            "learning_rate": training_args.learning_rate,
-            "batch_size": training_args.per_device_train_batch_size * training_args.world_size,
-            "epochs": training_args.num_train_epochs,
-            "seed": training_args.seed,
-        },
-        results=[EvaluationRow("test", "accuracy", round(metrics["test_accuracy_final"], 4))],
-        task_type="time-series-classification",
-        protocol_note=f"Model selection: {metrics['selection']}.",
-    )
-    publish_run(trainer, metrics, str(card), feature_extractor)
-    return metrics
+    @property
+    def run_name(self) -> str:
+        return f"timeseries-{source_name(self.data.dataset)}-{self.attention.attention_type}"
+
+    def load(self) -> datasets.DatasetDict:
+        return load_timeseries(self.data.dataset, class_names=self.data.class_names, **self.data.options())
+
+    def build(self, train: datasets.Dataset, test: datasets.Dataset) -> tuple[PrimalDualTimeSeriesForClassification, Any]:
+        self.max_length = max(max(train["length"]), max(test["length"]))
+        config, feature_extractor = timeseries_setup(
+            train, self.max_length, self.attention.config_kwargs(), self.model_arguments
+        )
+        return PrimalDualTimeSeriesForClassification(config), feature_extractor
+
+    def prepare(self, split: datasets.Dataset, *, training: bool) -> datasets.Dataset:
+        return as_rows(split)
+
+    def trainer_options(self, processor: Any) -> dict[str, Any]:
+        return timeseries_trainer_options(self.training, processor)
+
+    def dataset_name(self, train: datasets.Dataset) -> str:
+        return train.info.dataset_name or source_name(self.data.dataset)
+
+    def describe(self, model, train: datasets.Dataset, test: datasets.Dataset) -> dict[str, Any]:
+        return {
+            "dataset_name": self.dataset_name(train),
+            "dataset_description": (
+                f"{train.info.description} {len(train)} training and {len(test)} test series, up to "
+                f"{self.max_length} time steps. Channels standardised with training-split statistics."
+            ),
+            "hyperparameters": {**asdict(self.model_arguments), "optimizer": "RAdam"},
+        }
+
+
+def run(argv: Sequence[str]) -> dict:
+    """Train, test and save the hub-ready folder (`hf_primaldual.training.run_training`); the metrics."""
+    return run_training(TimeSeriesClassificationTask, argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,8 @@ from transformers import AutoModelForSequenceClassification, TrainingArguments
 
 import hf_primaldual  # noqa: F401  (registers the Auto classes)
 from hf_primaldual import training
+from hf_primaldual.training import output_folder
+from hf_primaldual.training import run as training_run
 from hf_primaldual.cli import evaluate_checkpoint as evaluate_script
 from hf_primaldual.cli import train_image as image_script
 from hf_primaldual.cli import train_timeseries as timeseries_script
@@ -107,7 +109,7 @@ def test_interrupted_final_save_into_a_finished_folder_is_not_finished(run_copy:
         moves.append(destination)
         os.rename(source, destination)
 
-    monkeypatch.setattr(training.os, "replace", dying_replace)
+    monkeypatch.setattr(output_folder.os, "replace", dying_replace)
     with pytest.raises(KeyboardInterrupt):
         save_hub_ready_folder(model, run_copy, {"test_accuracy_final": 0.5, "eval_history": []}, "# new card\n")
     assert moves and (run_copy / "config.json").is_file()
@@ -145,7 +147,7 @@ def test_output_dir_with_the_users_own_files_is_refused(tmp_path: Path, capsys, 
 def test_overwrite_flag_and_our_own_folders_are_accepted(finished_run: Path, tmp_path: Path) -> None:
     """--overwrite_output_dir writes into a folder of other files; a finished folder of ours is no obstacle."""
     args = TrainingArguments(output_dir=str(finished_run))
-    training.check_run_arguments(args)  # ours: no error
+    output_folder.check_output_folder(args)  # ours: no error
     own = tmp_path / "mine"
     own.mkdir()
     (own / "README.md").write_text("my notes\n")
@@ -214,7 +216,7 @@ def test_a_model_with_nan_weights_is_not_saved(run_copy: Path) -> None:
         ("image", ["--dataset", "x", "--validation_fraction", "-0.1"], "in [0, 1)"),
         ("image", ["--dataset", "x", "--max_train_samples", "0"], "--max_train_samples 0: give a number of images"),
         ("image", ["--dataset", "x", "--max_eval_samples", "0"], "or leave it out to use all"),
-        ("timeseries", ["--output_dir", "{new}", "--resume_from_checkpoint", "last"], "no checkpoint-N folder"),
+        ("timeseries", ["--output_dir", "{new}", "--resume_from_checkpoint", "last"], "no complete checkpoint-N folder"),
     ],
 )
 def test_training_scripts_refuse_bad_arguments_before_reading_data(
@@ -286,3 +288,102 @@ def test_evaluate_writes_its_plot_outside_the_model_folder(run_copy: Path, tmp_p
     assert not plot.resolve().is_relative_to(run_copy.resolve()) and hashes(run_copy) == before
     assert plot == Path("outputs") / "evaluations" / "run-JapaneseVowels-test-confusion_matrix.png"
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["accuracy"] == summary["accuracy"]
+
+
+# --- One run per output folder, checked before the data; resuming only this run's complete checkpoints ----------
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused_at_once(tmp_path: Path, capsys, no_data) -> None:
+    """Two runs started into one --output_dir both finished and the folder held one of them: the second is
+    refused while the first holds the folder, and a killed first run leaves it free."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); "
+         "print('held', flush=True); time.sleep(120)", str(folder / output_folder.LOCK_FILE)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code, message = run_main(timeseries_script, ["--output_dir", str(folder), *TINY], capsys)
+        assert code == 2 and "is in use by another training run" in message and "another --output_dir" in message
+    finally:
+        holder.kill()  # as a killed run: the OS releases its lock
+        holder.wait()
+    with output_folder.output_folder_lock(TrainingArguments(output_dir=str(folder))):
+        pass
+
+
+def test_an_unwritable_output_location_is_refused_before_the_data(capsys, no_data) -> None:
+    if not Path("/sys").is_dir():
+        pytest.skip("needs /sys (sysfs refuses new folders, even to root) as a location that cannot be written")
+    code, message = run_main(timeseries_script, ["--output_dir", "/sys/hf-primaldual-out", *TINY], capsys)
+    assert code == 2 and "--output_dir /sys/hf-primaldual-out cannot be written" in message, message
+
+
+def test_a_full_disk_is_found_before_training(tmp_path: Path, capsys, monkeypatch) -> None:
+    def no_training(*args, **kwargs):
+        raise AssertionError("a Trainer was built although the checkpoints cannot fit")
+
+    monkeypatch.setattr(training_run, "Trainer", no_training)
+    monkeypatch.setattr(output_folder.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 1000))
+    code, message = run_main(timeseries_script, ["--output_dir", str(tmp_path / "out"), *TINY], capsys)
+    assert code == 2 and "has 0.0 MB free, and the run needs about" in message and "--save_total_limit" in message
+
+
+@pytest.mark.slow  # finished_run
+@pytest.mark.parametrize(
+    "cut, said", [("trainer_state.json", "it has no trainer_state.json"), ("model.safetensors", "it holds no weights")]
+)
+def test_resume_last_skips_a_checkpoint_cut_short(run_copy: Path, cut: str, said: str, caplog) -> None:
+    """A process killed while saving checkpoint-N leaves it without the files written last: `last` must resume
+    the newest complete checkpoint, saying which it skipped, not the partial one."""
+    (complete,) = run_copy.glob("checkpoint-*")
+    partial = run_copy / "checkpoint-999"
+    shutil.copytree(complete, partial)
+    (partial / cut).unlink()
+    args = TrainingArguments(output_dir=str(run_copy), resume_from_checkpoint="last")
+    with caplog.at_level("WARNING"):
+        assert training.resolve_resume(args) == str(complete)
+    assert f"skipping checkpoint-999 ({said}" in caplog.text
+
+
+@pytest.mark.slow  # finished_run
+@pytest.mark.parametrize(
+    "changed, expected",
+    [
+        (["--learning_rate", "0.01"], "learning_rate=0.001 (this run: 0.01)"),
+        (["--seed", "7"], "seed=42 (this run: 7)"),
+        (["--per_device_train_batch_size", "8"], "per_device_train_batch_size=16 (this run: 8)"),
+        (["--test_fraction", "0.3"], "data.test_fraction=0.2 (this run: 0.3)"),
+    ],
+)
+def test_resume_under_other_training_arguments_is_refused(run_copy: Path, changed, expected, capsys) -> None:
+    """`last` in a folder holding another run's checkpoint continued that run and reported it under this run's
+    learning rate and seed: a checkpoint resumes only under the arguments of its own run."""
+    before = hashes(run_copy)
+    code, message = run_main(
+        timeseries_script,
+        ["--output_dir", str(run_copy), "--resume_from_checkpoint", "last", *TINY, *changed], capsys,
+    )
+    assert code == 2 and "belongs to another run" in message and expected in message, message
+    assert hashes(run_copy) == before
+
+
+@pytest.mark.hub
+@pytest.mark.parametrize(
+    "repo_id, expected",
+    [
+        ("user/bad..name", "is not a valid Hub repo id"),
+        ("someone-else/jv", "(creating the repo before training)"),
+    ],
+)
+def test_a_hub_repo_that_cannot_be_written_is_found_before_the_data(
+    repo_id: str, expected: str, hub_env, tmp_path: Path, capsys, no_data
+) -> None:
+    code, message = run_main(
+        timeseries_script, ["--output_dir", str(tmp_path / "out"), "--push_to_hub", "--hub_model_id", repo_id, *TINY],
+        capsys,
+    )
+    assert code == 1 and expected in message and "othing was trained" in message, message
+    assert "Traceback" not in message and not (tmp_path / "out").exists()

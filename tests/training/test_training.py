@@ -88,7 +88,7 @@ def test_resume_without_a_checkpoint_is_an_error(tmp_path):
     command = [sys.executable, str(REPO / "scripts" / "train_timeseries.py"), "--output_dir", str(tmp_path / "new"),
                "--resume_from_checkpoint", "last"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
-    assert result.returncode != 0 and "no checkpoint-N folder" in result.stderr
+    assert result.returncode != 0 and "no complete checkpoint-N folder" in result.stderr
     assert not (tmp_path / "new" / "training_metrics.json").exists()
 
 
