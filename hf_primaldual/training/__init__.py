@@ -25,10 +25,11 @@ from .output_folder import (
 )
 from .run import TrainingTask, run_script, run_training, summary_line
 from .timeseries import as_rows, timeseries_setup, timeseries_trainer, timeseries_trainer_options
-from .trainer import StopOnNonFinite, accuracy_metric, split_for_selection, train_and_test
+from .trainer import Accuracy, StopOnNonFinite, accuracy_metric, split_for_selection, train_and_test
 
 __all__ = [
     "FINAL_FILES_MARKER",
+    "Accuracy",
     "AttentionArguments",
     "EpochTrainingArguments",
     "StopOnNonFinite",
