@@ -66,6 +66,8 @@ def is_run_folder(folder: str | os.PathLike) -> bool:
 
 #: Held by the run writing into the folder; a second run on the folder is refused at once. Never published.
 LOCK_FILE = ".hf-primaldual.lock"
+#: The folder a final save writes into before it moves the files in (inside the output folder: same file system).
+STAGING_PREFIX = ".staging-"
 #: Written into each checkpoint of a run: the training arguments and data that make the run what it is.
 RUN_RECORD = "run_arguments.json"
 #: The `TrainingArguments` that define a run: resuming a checkpoint under other values would continue another run.
@@ -143,6 +145,11 @@ def output_folder_lock(args: TrainingArguments) -> Iterator[None]:
         raise UsageError(
             f"--output_dir {folder} cannot be written ({err.strerror or err}): give a folder you can write to."
         ) from None
+    left = sorted(path.name for path in folder.glob(f"{STAGING_PREFIX}*") if path.is_dir())
+    if left:  # only a save killed before it moved its files in leaves one: no other run holds the folder
+        logger.warning("--output_dir %s: removing %s, left by a save that was interrupted.", folder, ", ".join(left))
+        for name in left:
+            shutil.rmtree(folder / name, ignore_errors=True)
     try:
         yield
     finally:
@@ -352,7 +359,7 @@ def save_hub_ready_folder(
         raise TrainingDivergedError(f"The run's metrics are not finite ({metrics}): it is not saved as finished.")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=output_dir))
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=output_dir))
     try:
         save_model_and_processor(model, processor, staging)
         (staging / "README.md").write_text(model_card)

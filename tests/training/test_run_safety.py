@@ -387,3 +387,14 @@ def test_a_hub_repo_that_cannot_be_written_is_found_before_the_data(
     )
     assert code == 1 and expected in message and "othing was trained" in message, message
     assert "Traceback" not in message and not (tmp_path / "out").exists()
+
+
+def test_a_staging_folder_left_by_a_killed_save_is_removed_by_the_next_run(tmp_path: Path, caplog) -> None:
+    folder = tmp_path / "out"
+    left = folder / ".staging-k1ll3d"
+    left.mkdir(parents=True)
+    (left / "model.safetensors").write_bytes(b"half a file")
+    (folder / "checkpoint-3").mkdir()
+    with caplog.at_level("WARNING"), output_folder.output_folder_lock(TrainingArguments(output_dir=str(folder))):
+        assert not left.exists() and (folder / "checkpoint-3").is_dir()
+    assert ".staging-k1ll3d, left by a save that was interrupted" in caplog.text
