@@ -158,27 +158,51 @@ inline Vectorized<float> vexp<float>(const Vectorized<float>& x) {
   return x.exp_u20();
 }
 
+// Rows are padded to whole blocks of kUnroll vectors: four independent accumulators per loop, so that the FMA
+// chains over the head dim (or over keys, in dot) overlap instead of waiting on each other's latency.
+constexpr int64_t kUnroll = 4;
+
 // row[j] = sum_d coefficient[d] * rows_t[d][j] + bias[j]
 template <typename acc_t>
 inline void combine_rows(const acc_t* coefficient, const acc_t* rows_t, int64_t dim, int64_t stride,
                          const acc_t* bias, acc_t* row, int64_t length) {
   using Vec = Vectorized<acc_t>;
-  for (int64_t j = 0; j < length; j += Vec::size()) {
-    Vec sum = bias == nullptr ? Vec(acc_t(0)) : Vec::loadu(bias + j);
-    for (int64_t d = 0; d < dim; ++d) {
-      sum = at::vec::fmadd(Vec(coefficient[d]), Vec::loadu(rows_t + d * stride + j), sum);
+  constexpr int64_t W = Vec::size();
+  for (int64_t j = 0; j < length; j += kUnroll * W) {
+    Vec s0(acc_t(0)), s1(acc_t(0)), s2(acc_t(0)), s3(acc_t(0));
+    if (bias != nullptr) {
+      s0 = Vec::loadu(bias + j);
+      s1 = Vec::loadu(bias + j + W);
+      s2 = Vec::loadu(bias + j + 2 * W);
+      s3 = Vec::loadu(bias + j + 3 * W);
     }
-    sum.store(row + j);
+    for (int64_t d = 0; d < dim; ++d) {
+      const Vec c(coefficient[d]);
+      const acc_t* x = rows_t + d * stride + j;
+      s0 = at::vec::fmadd(c, Vec::loadu(x), s0);
+      s1 = at::vec::fmadd(c, Vec::loadu(x + W), s1);
+      s2 = at::vec::fmadd(c, Vec::loadu(x + 2 * W), s2);
+      s3 = at::vec::fmadd(c, Vec::loadu(x + 3 * W), s3);
+    }
+    s0.store(row + j);
+    s1.store(row + j + W);
+    s2.store(row + j + 2 * W);
+    s3.store(row + j + 3 * W);
   }
 }
 
 template <typename acc_t>
 inline acc_t dot(const acc_t* a, const acc_t* b, int64_t length) {
   using Vec = Vectorized<acc_t>;
-  Vec sum(acc_t(0));
-  for (int64_t j = 0; j < length; j += Vec::size()) {
-    sum = at::vec::fmadd(Vec::loadu(a + j), Vec::loadu(b + j), sum);
+  constexpr int64_t W = Vec::size();
+  Vec s0(acc_t(0)), s1(acc_t(0)), s2(acc_t(0)), s3(acc_t(0));
+  for (int64_t j = 0; j < length; j += kUnroll * W) {
+    s0 = at::vec::fmadd(Vec::loadu(a + j), Vec::loadu(b + j), s0);
+    s1 = at::vec::fmadd(Vec::loadu(a + j + W), Vec::loadu(b + j + W), s1);
+    s2 = at::vec::fmadd(Vec::loadu(a + j + 2 * W), Vec::loadu(b + j + 2 * W), s2);
+    s3 = at::vec::fmadd(Vec::loadu(a + j + 3 * W), Vec::loadu(b + j + 3 * W), s3);
   }
+  const Vec sum = (s0 + s1) + (s2 + s3);
   return at::vec::vec_reduce_all<acc_t>([](Vec& x, Vec& y) { return x + y; }, sum);
 }
 
@@ -240,7 +264,7 @@ void fill_bias(const MaskView& mask, int64_t b, int64_t h, int64_t i, int64_t n_
 
 template <typename acc_t>
 int64_t padded_length(int64_t n) {
-  const int64_t width = Vectorized<acc_t>::size();
+  const int64_t width = kUnroll * Vectorized<acc_t>::size();
   return (n + width - 1) / width * width;
 }
 
