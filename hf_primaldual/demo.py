@@ -128,12 +128,14 @@ def load_demo_model(
     config = AutoConfig.from_pretrained(checkpoint, **loading)
     if config.model_type == "primaldual-timeseries":
         family = "timeseries"
-        model = AutoModelForSequenceClassification.from_pretrained(checkpoint, **loading)
+        model = _model_class(AutoModelForSequenceClassification, config, checkpoint, loading).from_pretrained(
+            checkpoint, **loading)
         processor = AutoFeatureExtractor.from_pretrained(checkpoint, **loading)
     else:
         family = "image"
         try:
-            model = AutoModelForImageClassification.from_pretrained(checkpoint, **loading)
+            model = _model_class(AutoModelForImageClassification, config, checkpoint, loading).from_pretrained(
+                checkpoint, **loading)
         except ValueError as err:  # transformers' "Unrecognized configuration class ..."
             raise DemoError(
                 f"{checkpoint} is a {config.model_type!r} model, neither the package's time-series classifier nor an "
@@ -154,6 +156,17 @@ def load_demo_model(
     if parse_attention_type(attention_type).scaled_heads:
         scales = [int(scale) for scale in (settings.get("head_scales") or default_head_scales(heads))]
     return DemoModel(str(checkpoint), family, model, processor, attention_type, scales, _patch_grid(model.config))
+
+
+def _model_class(auto_class: Any, config: Any, checkpoint: str | os.PathLike, loading: dict[str, Any]) -> Any:
+    """``auto_class``, or with ``trust_remote_code`` the class the checkpoint's ``auto_map`` names from its own code
+    files: the Auto classes would pick the installed package's registered class over the checkpoint's code."""
+    reference = (getattr(config, "auto_map", None) or {}).get(auto_class.__name__)
+    if not loading["trust_remote_code"] or reference is None:
+        return auto_class
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+    return get_class_from_dynamic_module(reference, str(checkpoint), revision=loading["revision"])
 
 
 def _patch_grid(config: Any) -> tuple[int, int] | None:

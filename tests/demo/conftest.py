@@ -46,7 +46,7 @@ def vowels_checkpoint(vowels, tmp_path_factory) -> Path:
     labels = torch.tensor(train["label"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     model.train()
-    for _ in range(20):
+    for _ in range(12):
         optimizer.zero_grad()
         model(**batch, labels=labels).loss.backward()
         optimizer.step()
