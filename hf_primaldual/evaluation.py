@@ -23,8 +23,9 @@ from transformers import (
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .data.images import build_transforms, load_image_dataset
-from .data.timeseries import load_timeseries
+from .data.timeseries import UnknownClassesError, load_timeseries
 from .feature_extraction_primaldual_timeseries import DataCollatorForTimeSeriesClassification
+from .model_folders import load_checked_model
 from .training import FINAL_FILES_MARKER, UsageError
 
 
@@ -84,8 +85,11 @@ def load_checkpoint_data(
 ) -> CheckpointData:
     """Load ``checkpoint`` (a hub-ready folder or a Hub id) and ``split`` of ``dataset`` through its processor.
 
-    Raises `training.UsageError` for a missing or unfinished local folder, an unknown split or a batch size < 1, and
-    `TimeSeriesDataError` for time series that cannot be read.
+    Raises `training.UsageError` for a missing or unfinished local folder, an unknown split, a batch size < 1, data
+    the model cannot take (other classes; for time series, another number of channels or longer series),
+    `TimeSeriesDataError` for time series that cannot be read, and `model_folders.UnusableModelError` for weights
+    that cannot give a working model (a weights file that cannot be read, a missing classifier head, NaN or
+    infinite values).
 
     Args:
         dataset: for a time-series model, anything `load_timeseries` reads (a UEA problem name, a file or folder, a
@@ -103,8 +107,17 @@ def load_checkpoint_data(
     if config.model_type == "primaldual-timeseries":
         class_names = [config.id2label[i] for i in range(len(config.id2label))]
         options = {"data_dir": data_dir, **(data_options or {})}
-        rows = _split(load_timeseries(dataset, class_names=class_names, **options), split, dataset)
-        model = AutoModelForSequenceClassification.from_pretrained(checkpoint, **loading).eval()
+        try:
+            splits = load_timeseries(dataset, class_names=class_names, **options)
+        except UnknownClassesError as err:  # class_names came from the model, not from an option the user gave
+            raise UsageError(
+                f"{dataset}: the labels {_quoted(err.unknown)} are not among the classes of the model {checkpoint} "
+                f"({_quoted(err.classes)}): evaluate it on data of the classes it was trained on (or read its labels "
+                "from the right column with --label_column)."
+            ) from err
+        rows = _split(splits, split, dataset)
+        _check_series_fit(config, rows, checkpoint, f"{dataset} ({split} split)")
+        model = load_checked_model(AutoModelForSequenceClassification, checkpoint, **loading)
         data = _TimeSeriesData(model, rows, batch_size)
         data.collate = DataCollatorForTimeSeriesClassification(AutoFeatureExtractor.from_pretrained(checkpoint, **loading))
     else:
@@ -112,7 +125,7 @@ def load_checkpoint_data(
             given = ", ".join(f"--{name}" for name in sorted(data_options))
             raise UsageError(f"{given}: options of time-series data, which an image model does not take; leave them out.")
         rows = _split(load_image_dataset(dataset), split, dataset)
-        model = AutoModelForImageClassification.from_pretrained(checkpoint, **loading).eval()
+        model = load_checked_model(AutoModelForImageClassification, checkpoint, **loading)
         processor = AutoImageProcessor.from_pretrained(checkpoint, revision=revision)
         transform = build_transforms(processor, False, horizontal_flip=False)
         data = _ImageData(model, rows.with_transform(transform), batch_size)
@@ -180,9 +193,34 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str, **kwargs) -
 def _check_labels(id2label: dict[int, str], feature: datasets.ClassLabel) -> None:
     model_names = [id2label[i] for i in range(len(id2label))]
     if model_names != list(feature.names):
-        raise ValueError(
+        raise UsageError(
             f"The model's classes {model_names} are not the dataset's {list(feature.names)}: evaluate it on the "
             "dataset it was trained for."
+        )
+
+
+def _quoted(names: list[str], shown: int = 20) -> str:
+    return ", ".join(map(repr, names[:shown])) + (f", ... ({len(names)} in all)" if len(names) > shown else "")
+
+
+def _check_series_fit(config: Any, rows: datasets.Dataset, checkpoint: str | os.PathLike, where: str) -> None:
+    """Refuse (`UsageError`) time series the model cannot take, before it is loaded: another number of channels
+    than it was trained on, or series longer than its ``max_sequence_length`` (the feature extractor and the model
+    would fail on the first batch with a raw error)."""
+    channels = rows.features["past_values"].shape[1]
+    if channels != config.num_input_channels:
+        raise UsageError(
+            f"{where} has {channels} channel(s) per series, but the model {checkpoint} was trained on "
+            f"{config.num_input_channels} (num_input_channels): evaluate it on data with the channels it was trained "
+            "on, read with the options it was trained with (--value_columns, --layout, --array_layout...)."
+        )
+    lengths = np.asarray(rows["length"])
+    if len(lengths) and lengths.max() > config.max_sequence_length:
+        longest = int(lengths.argmax())
+        raise UsageError(
+            f"{where}: series {longest} has {int(lengths.max())} time steps, but the model {checkpoint} takes at most "
+            f"max_sequence_length={config.max_sequence_length}: evaluate it on series as long as those it was "
+            "trained on (truncate or downsample the longer ones), or train a model with a larger max_sequence_length."
         )
 
 

@@ -10,6 +10,7 @@ Used by `hub.plan_push` (``hf-primaldual-push``) and by the package models' ``pu
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +131,7 @@ def read_model_folder(folder: str | Path) -> ModelFolder:
             f"{root} holds a config.json but no safetensors weights (model.safetensors): save the model again with "
             "save_pretrained, which writes them."
         )
+    check_weight_files(root)
     card = None
     if (root / "README.md").is_file():
         try:
@@ -177,32 +179,81 @@ def model_class(found: ModelFolder) -> type[PreTrainedModel]:
     return transformers.AutoModel
 
 
-def check_model_weights(found: ModelFolder) -> PreTrainedModel:
-    """Load the folder's model as its config names it and refuse (`FolderNotReadyError`) weights that leave part
-    of it out (a classifier head missing, weights of another shape) or hold NaN or infinite values. The model."""
-    cls = model_class(found)
+class UnusableModelError(FolderNotReadyError):
+    """Saved weights that cannot give a working model: a weights file that cannot be read (truncated, corrupt),
+    weights that leave part of the model out (a classifier head then random) or of another shape, or NaN or
+    infinite values. The message names the file or the tensors and the fix. Refused by the push (a
+    `FolderNotReadyError`: nothing is sent) and by the evaluate command (exit 2), through :func:`load_checked_model`."""
+
+
+def check_weight_files(folder: str | os.PathLike) -> None:
+    """Refuse (`UnusableModelError`) a ``*.safetensors`` file of ``folder`` whose header cannot be read or does not
+    cover the file: a download, copy or save cut short, or a file that is not safetensors. Only the headers are read.
+
+    Without this, transformers fails deep inside ``from_pretrained`` with safetensors' "incomplete metadata, file not
+    fully covered", which names no file."""
+    from safetensors import SafetensorError, safe_open
+
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except (SafetensorError, OSError, ValueError) as err:
+            raise UnusableModelError(
+                f"{path} is not a safetensors file that can be read ({err}): it is truncated or corrupt (a download, "
+                "copy or save cut short), or not safetensors at all (a pickle under that name). Re-download it, or "
+                "re-save the model with save_pretrained."
+            ) from err
+
+
+def load_checked_model(model_class: type, source: str | os.PathLike, **kwargs: Any) -> PreTrainedModel:
+    """``model_class.from_pretrained(source, **kwargs)`` (a model class or a transformers Auto class; ``source`` a
+    folder or a Hub id), refusing (`UnusableModelError`) what would load as a model that does not work:
+
+    - a weights file that cannot be read (`check_weight_files`, for a local folder), or any other load failure;
+    - weights that leave part of the model out or are of another shape: transformers would only warn and start
+      them at random (a folder without its classifier head would score as a random classifier);
+    - NaN or infinite weights or buffers (a diverged training run): every prediction would be the argmax of NaN.
+
+    The one check of the push (`check_model_weights`) and of the evaluate command; the model, in eval mode.
+    """
+    from safetensors import SafetensorError
+
+    if Path(source).is_dir():
+        check_weight_files(source)
     try:
-        model, info = cls.from_pretrained(found.path, output_loading_info=True)
-    except (OSError, ValueError, RuntimeError) as err:
-        raise FolderNotReadyError(f"{found.path}: the model cannot be loaded ({err}).") from err
+        model, info = model_class.from_pretrained(source, output_loading_info=True, **kwargs)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
+        raise UnusableModelError(f"{source}: the model cannot be loaded ({err}).") from err
+    name = type(model).__name__
     missing = sorted(info["missing_keys"]) + sorted(entry[0] for entry in info["mismatched_keys"])
     if missing:
-        head = [name for name in missing if re.search(r"(^|\.)(classifier|head|score|lm_head)\b", name)]
+        head = [key for key in missing if re.search(r"(^|\.)(classifier|head|score|lm_head)\b", key)]
         what = "its classifier head" if head else "part of the model"
-        raise FolderNotReadyError(
-            f"{found.path}: the weights leave {what} of {cls.__name__} out ({', '.join(missing[:6])}"
-            f"{', ...' if len(missing) > 6 else ''}): published, it would load with those weights random. Save the "
-            "whole model again with save_pretrained (or Trainer.save_model)."
+        raise UnusableModelError(
+            f"{source}: the weights leave {what} of {name} out ({_listed(missing, 6)}): loaded, those weights would "
+            "be random, and so would its predictions. Save the whole model again with save_pretrained (or "
+            "Trainer.save_model)."
         )
-    bad = [name for name, tensor in model.state_dict().items()
+    bad = [key for key, tensor in model.state_dict().items()
            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
     if bad:
-        raise FolderNotReadyError(
-            f"{found.path}: the weights hold NaN or infinite values ({', '.join(bad[:3])}"
-            f"{', ...' if len(bad) > 3 else ''}): a diverged model is not published. Train again (lower learning "
-            "rate) or publish an earlier checkpoint."
+        raise UnusableModelError(
+            f"{source}: the weights hold NaN or infinite values ({_listed(bad, 3)}): the model diverged, and every "
+            "prediction would be meaningless. Train again (e.g. a lower learning rate) or use an earlier checkpoint."
         )
-    return model
+    return model.eval()
+
+
+def _listed(names: list[str], shown: int) -> str:
+    return ", ".join(names[:shown]) + (f", ... ({len(names)} in all)" if len(names) > shown else "")
+
+
+def check_model_weights(found: ModelFolder) -> PreTrainedModel:
+    """Load the folder's model as its config names it (`load_checked_model`): refuse weights that cannot be read,
+    that leave part of it out (a classifier head missing, weights of another shape) or hold NaN or infinite values.
+    The model."""
+    return load_checked_model(model_class(found), found.path)
 
 
 # ------------------------------------------------------------------------------------------------ the card
@@ -357,4 +408,13 @@ class _Settings:
         self.__dict__.update({k: v for k, v in settings.items() if v is not None})
 
 
-__all__ = ["ModelFolder", "check_model_weights", "folder_card", "model_class", "read_model_folder"]
+__all__ = [
+    "ModelFolder",
+    "UnusableModelError",
+    "check_model_weights",
+    "check_weight_files",
+    "folder_card",
+    "load_checked_model",
+    "model_class",
+    "read_model_folder",
+]

@@ -1,15 +1,19 @@
 """Accuracy and confusion matrix of a checkpoint folder or Hub id on a dataset split.
 
 The confusion matrix goes to ``outputs/evaluations/`` (or ``--output``), never into the model folder, which a push
-would publish. Exit status 2: a missing or unfinished folder, an unknown split, a batch size < 1 or an --output
-that cannot be written (checked before the evaluation runs).
+would publish. Exit status 2 (checked before the evaluation runs): a missing or unfinished folder; weights that
+cannot give a working model (a weights file that cannot be read, a missing classifier head, NaN or infinite
+values: the same check as hf-primaldual-push); data the model cannot take (other classes, another number of
+channels, series longer than the model's max_sequence_length) or that cannot be read; an unknown split, a batch
+size < 1 or an --output that cannot be written.
 
     hf-primaldual-evaluate outputs/timeseries-JapaneseVowels-bn JapaneseVowels
     python scripts/evaluate_checkpoint.py outputs/timeseries-JapaneseVowels-bn JapaneseVowels    # from a checkout
     hf-primaldual-evaluate outputs/image-fashion-mnist-bn ../shared/data/images/fashion-mnist
     hf-primaldual-evaluate org/model SelfRegulationSCP2 --data_dir ../shared/data/uea --revision v1 \
         --trust_remote_code     # the checkpoint's own code files (needed where the package is not installed)
-    hf-primaldual-evaluate outputs/timeseries-steps-bn steps.csv --series_id_column id   # as the model was trained
+    hf-primaldual-evaluate outputs/timeseries-my_steps-bn my_steps.csv --series_id_column id --time_column t
+        # the data options the model was trained with (hf-primaldual-train-timeseries --dataset my_steps.csv ...)
 
 A time-series dataset is read as the training command reads it (`hf_primaldual.data.load_timeseries`, the same
 data options), its labels matched to the model's by name; a test split held out in training (--test_fraction) is
@@ -27,6 +31,7 @@ from transformers import HfArgumentParser
 
 from hf_primaldual.data.timeseries import TimeSeriesDataArguments, TimeSeriesDataError
 from hf_primaldual.evaluation import evaluate_checkpoint, plot_confusion_matrix
+from hf_primaldual.model_folders import UnusableModelError
 from hf_primaldual.training import UsageError, folder_name
 
 #: Where the confusion matrices go by default: never into the model folder, which a push would publish.
@@ -88,7 +93,7 @@ def run(argv: list[str] | None = None) -> dict:
             args.checkpoint, args.dataset, split=args.split, batch_size=args.batch_size, revision=args.revision,
             trust_remote_code=args.trust_remote_code, data_options=data_options,
         )
-    except (UsageError, TimeSeriesDataError) as err:
+    except (UsageError, TimeSeriesDataError, UnusableModelError) as err:
         parser.exit(2, f"error: {err}\n")
     plot_confusion_matrix(result, output, title=f"{Path(args.checkpoint).name} on {args.dataset} ({args.split}): "
                                                 f"accuracy {result.accuracy:.4f}")

@@ -64,6 +64,14 @@ class TimeSeriesDataError(ValueError):
     """Data that cannot be read as labelled time series; the message names the place and the fix."""
 
 
+class UnknownClassesError(TimeSeriesDataError):
+    """Labels that are not among the classes given (`class_names`): `unknown` lists them, `classes` the classes."""
+
+    def __init__(self, message: str, unknown: list[str], classes: list[str]) -> None:
+        super().__init__(message)
+        self.unknown, self.classes = unknown, classes
+
+
 @dataclass
 class TimeSeriesDataArguments:
     """How to read a time-series dataset: the options of the time-series commands, as keywords of
@@ -727,8 +735,9 @@ def _encode(
         order = [str(value) for value in class_names]
         unknown = sorted({label for labels in names.values() for label in labels} - set(order))
         if unknown:
-            raise TimeSeriesDataError(
-                f"The labels {_listed(unknown)} are not among --class_names ({_listed(order)}): list every class."
+            raise UnknownClassesError(
+                f"The labels {_listed(unknown)} are not among --class_names ({_listed(order)}): list every class.",
+                unknown, order,
             )
     elif train.class_names is not None:
         order = list(train.class_names)
@@ -820,6 +829,7 @@ __all__ = [
     "LAYOUTS",
     "TimeSeriesDataArguments",
     "TimeSeriesDataError",
+    "UnknownClassesError",
     "arrays_to_series",
     "load_timeseries",
     "source_name",
