@@ -108,3 +108,24 @@ def test_study_records_each_cell_once_and_resumes(tmp_path):
     measured = json.loads((tmp_path / "redundancy" / "JapaneseVowels-seed0.json").read_text())
     assert all(0 <= value <= 2 ** 0.5 for result in measured.values() for value in result["mean"])
     assert measured["bn, converted"]["mean"] != measured["softmax source"]["mean"]  # the attention did change
+
+
+@pytest.mark.slow  # trains a PatchTST source and two fine-tunes
+def test_patchtst_is_converted_by_the_conversion_module_and_runs_the_family(tmp_path):
+    from hf_primaldual import attention_interface
+
+    arguments = ["--families", "patchtst", "--datasets", "JapaneseVowels", "--seeds", "0", "--types", "bn",
+                 "--epochs", "1", "--fractions", "1", "--data_dir", str(SHIPPED_UEA_DIR),
+                 "--results", str(tmp_path / "runs.jsonl"), "--report_dir", str(tmp_path / "report"),
+                 "--work_dir", str(tmp_path / "work"), "--grid_dir", str(tmp_path)]
+    with mock.patch.object(attention_interface, "primal_dual_attention",
+                           wraps=attention_interface.primal_dual_attention) as spy:
+        assert main(arguments) == 0
+    assert spy.call_count > 0  # the converted model and its fine-tune ran Attention-BN, not transformers' sdpa
+    records = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert sorted((r["attention_type"], r["finetune_epochs"]) for r in records) == [
+        ("bn", 0), ("bn", 1), ("softmax", 0), ("softmax", 1)]
+    folder = tmp_path / "work" / "patchtst" / "JapaneseVowels-seed0-1ep"
+    assert json.loads((folder / "converted-bn" / "config.json").read_text())["attn_implementation"] == "primaldual_bn"
+    source_config = json.loads((folder / "source-softmax" / "config.json").read_text())
+    assert not str(source_config.get("attn_implementation")).startswith("primaldual")  # the source is left as it was
