@@ -39,7 +39,16 @@ import pandas as pd
 
 from .locations import looks_local, no_such_path
 from .schema import classes_without_training_cases, series_dataset, series_features, warn_about_empty_classes
-from .uea import SHIPPED_UEA_DIR, UEA_CITATION, UEA_DIR_ENV, TsFormatError, _available_problems, _find_split_file, read_ts
+from .uea import (
+    SHIPPED_UEA_DIR,
+    UEA_CITATION,
+    UEA_DIR_ENV,
+    TsFormatError,
+    _available_problems,
+    _find_split_file,
+    read_ts,
+    text_file_problem,
+)
 
 Layout = Literal["long", "nested", "wide"]
 ArrayLayout = Literal["NTC", "NCT"]
@@ -332,6 +341,9 @@ def _file_split(path: Path, options: _Options, role: str) -> _Split:
             "of *train* / *test* files."
         )
     builder, kwargs = TABLE_FORMATS[suffix]
+    problem = text_file_problem(path) if builder in ("csv", "json") else None
+    if problem is not None:  # the builders would only say "An error occurred while generating the dataset"
+        raise TimeSeriesDataError(f"{path}: {'. '.join(problem)}")
     try:
         table = datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
     except Exception as error:  # the builders' errors name no row: say which file, and keep the cause

@@ -77,12 +77,12 @@ _WIDE_ENCODINGS = (
     ("UTF-32", (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)),
     ("UTF-16", (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)),
 )
-# The first bytes of files given as .ts by mistake: (magic, what the file is, the fix).
+# The first bytes of files given as text by mistake: (magic, what the file is, the fix; {kind} is the text format).
 _BINARY_MAGIC = (
-    (b"\x1f\x8b", "gzip-compressed", "Name it with the suffix .ts.gz (it is read as it is), or decompress it."),
-    (b"PK\x03\x04", "a zip archive", "Extract the .ts files from it and give those."),
-    (b"PAR1", "a Parquet table", "Give it with its .parquet suffix, or export the .ts text file."),
-    (b"\x93NUMPY", "a NumPy array", "Give it with its .npy suffix, or export the .ts text file."),
+    (b"\x1f\x8b", "gzip-compressed", "Decompress it{gz_hint}."),
+    (b"PK\x03\x04", "a zip archive", "Extract the {kind} files from it and give those."),
+    (b"PAR1", "a Parquet table", "Give it with its .parquet suffix, or export it as {kind} text."),
+    (b"\x93NUMPY", "a NumPy array", "Give it with its .npy suffix, or export it as {kind} text."),
 )
 
 
@@ -339,31 +339,40 @@ def _available_problems(root: Path) -> list[str]:
 
 
 def _check_text(path: Path) -> None:
-    """Refuse (`TsFormatError`, naming what the file is) a `.ts` file that is not UTF-8 text: UTF-16 or UTF-32 (what
-    some Windows editors and PowerShell's `>` save), a compressed or binary file. Read as UTF-8, such a file would
-    only fail later as "a data line comes before the @data line", which names the wrong problem."""
+    """Refuse (`TsFormatError`) a `.ts` file that is not UTF-8 text (see `text_file_problem`): read as UTF-8, it
+    would only fail later as "a data line comes before the @data line", which names the wrong problem."""
+    problem = text_file_problem(path)
+    if problem is not None:
+        raise TsFormatError(path, None, *problem)
+
+
+def text_file_problem(path: Path) -> tuple[str, str] | None:
+    """``(problem, fix)`` when ``path``, a file of a text format (`.ts`, `.csv`, `.json`...; a `.gz` file read
+    decompressed), is not UTF-8 text: UTF-16 or UTF-32 (what some Windows editors and PowerShell's `>` save), a
+    compressed or binary file; None when it may be UTF-8 text. Only the first bytes are read."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as handle:
         head = handle.read(_SNIFFED_BYTES)
+    kind = (path.suffixes[-2] if path.suffix == ".gz" and len(path.suffixes) > 1 else path.suffix) or "text"
     read = f"gunzip -c {path.name} | iconv -f {{}}" if path.suffix == ".gz" else f"iconv -f {{}} {path.name}"
-    fix = f"Save it as UTF-8 text (e.g. `{read} -t UTF-8 > fixed.ts`), or export it again as UTF-8."
+    fix = f"Save it as UTF-8 text (e.g. `{read} -t UTF-8 > fixed{kind}`), or export it again as UTF-8."
     for encoding, marks in _WIDE_ENCODINGS:
         if head.startswith(marks):
-            raise TsFormatError(path, None, f"the file is {encoding} text (its byte-order mark), not UTF-8",
-                                fix.format(encoding))
+            return f"the file is {encoding} text (its byte-order mark), not UTF-8", fix.format(encoding)
     for magic, what, remedy in _BINARY_MAGIC:
         if head.startswith(magic):
-            raise TsFormatError(path, None, f"the file is {what}, not a text .ts file", remedy)
+            gz_hint = f", or name it with the suffix {kind}.gz (read as it is)" if kind == ".ts" else ""
+            return f"the file is {what}, not {kind} text", remedy.format(kind=kind, gz_hint=gz_hint)
     if b"\0" in head:
         # UTF-16 without a byte-order mark: ASCII text with a zero byte beside every character.
         for encoding, zeros in (("UTF-16-LE", head[1::2]), ("UTF-16-BE", head[::2])):
             if zeros and zeros.count(0) > 0.9 * len(zeros):
-                raise TsFormatError(path, None, f"the file is {encoding} text (a zero byte beside every character), "
-                                    "not UTF-8", fix.format(encoding))
-        raise TsFormatError(
-            path, None, f"the file is not text: it holds zero bytes (it starts with {head[:16]!r})",
-            "Give the .ts text file itself (UTF-8), not a binary or compressed one; a gzipped file must end in .gz.",
+                return f"the file is {encoding} text (a zero byte beside every character), not UTF-8", fix.format(encoding)
+        return (
+            f"the file is not text: it holds zero bytes (it starts with {head[:16]!r})",
+            f"Give the {kind} text file itself (UTF-8), not a binary or compressed one; a gzipped file must end in .gz.",
         )
+    return None
 
 
 def _open_text(path: Path) -> TextIO:

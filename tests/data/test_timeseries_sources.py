@@ -358,3 +358,14 @@ def test_a_declared_class_without_any_series_is_warned_about_and_described(basic
     assert dataset["train"].features["label"].names == BASIC_MOTIONS_CLASSES
     assert sentence in caplog.text and f"remove them from {expected}" in caplog.text
     assert sentence in dataset["train"].info.description and sentence in dataset["test"].info.description
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_utf16_table_is_named_as_utf16(basic_motions, tmp_path, suffix):
+    """The `datasets` builders said only "An error occurred while generating the dataset"."""
+    folder = write_splits(tmp_path / "utf8", {"train": long_frame(basic_motions["train"], "s")}, suffix)
+    path = tmp_path / f"steps{suffix}"
+    path.write_bytes((folder / f"data_train{suffix}").read_text().encode("utf-16"))
+    message = refused(r"steps\.(csv|jsonl): the file is UTF-16 text \(its byte-order mark\), not UTF-8\. Save it as "
+                      r"UTF-8", path, series_id_column="id")
+    assert f"> fixed{suffix}`" in message
