@@ -12,6 +12,7 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
+from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 from tqdm.auto import tqdm
 from transformers import (
     AutoConfig,
@@ -103,7 +104,7 @@ def load_checkpoint_data(
         raise UsageError(f"batch_size {batch_size}: give a number of examples >= 1.")
     check_checkpoint(checkpoint)
     loading = {"revision": revision, "trust_remote_code": trust_remote_code}
-    config = AutoConfig.from_pretrained(checkpoint, **loading)
+    config = _load_config(checkpoint, loading)
     if config.model_type == "primaldual-timeseries":
         class_names = [config.id2label[i] for i in range(len(config.id2label))]
         options = {"data_dir": data_dir, **(data_options or {})}
@@ -131,6 +132,29 @@ def load_checkpoint_data(
         data = _ImageData(model, rows.with_transform(transform), batch_size)
     _check_labels(model.config.id2label, data.rows.features["label"])
     return data
+
+
+class ModelUnavailableError(RuntimeError):
+    """A Hub checkpoint could not be fetched (offline, the Hub unreachable): running the command again may work."""
+
+
+def _load_config(checkpoint: str | os.PathLike, loading: Mapping[str, Any]) -> Any:
+    """The checkpoint's config; transformers' OSError, which it raises for a missing repo and for a missing network
+    alike, as `UsageError` (a local folder, a repo or revision that does not exist) or `ModelUnavailableError`."""
+    try:
+        return AutoConfig.from_pretrained(checkpoint, **loading)
+    except OSError as err:
+        reason = str(err).strip().splitlines()[0]
+        if looks_local(checkpoint) or isinstance(err.__cause__, (RepositoryNotFoundError, RevisionNotFoundError)):
+            raise UsageError(
+                f"{checkpoint}: no model config could be loaded ({reason}). Give a model folder, or the id (and "
+                "--revision) of a model repo on the Hub that you can read."
+            ) from err
+        raise ModelUnavailableError(
+            f"{checkpoint}: the model could not be fetched from the Hub ({reason}). Check the network (and "
+            "HF_ENDPOINT, HF_HUB_OFFLINE), then run the command again; a model already downloaded is read from the "
+            "cache."
+        ) from err
 
 
 def looks_local(checkpoint: str | os.PathLike) -> bool:

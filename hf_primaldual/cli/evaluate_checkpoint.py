@@ -5,7 +5,8 @@ would publish. Exit status 2 (checked before the evaluation runs): a missing or 
 cannot give a working model (a weights file that cannot be read, a missing classifier head, NaN or infinite
 values: the same check as hf-primaldual-push); data the model cannot take (other classes, another number of
 channels, series longer than the model's max_sequence_length) or that cannot be read; an unknown split, a batch
-size < 1 or an --output that cannot be written.
+size < 1 or an --output that cannot be written; a Hub repo or revision that does not exist. Exit status 1: a Hub
+model that could not be fetched (offline, the Hub unreachable): running again may work.
 
     hf-primaldual-evaluate outputs/timeseries-JapaneseVowels-bn JapaneseVowels
     python scripts/evaluate_checkpoint.py outputs/timeseries-JapaneseVowels-bn JapaneseVowels    # from a checkout
@@ -30,7 +31,7 @@ from pathlib import Path
 from transformers import HfArgumentParser
 
 from hf_primaldual.data.timeseries import TimeSeriesDataArguments, TimeSeriesDataError
-from hf_primaldual.evaluation import evaluate_checkpoint, plot_confusion_matrix
+from hf_primaldual.evaluation import ModelUnavailableError, evaluate_checkpoint, plot_confusion_matrix
 from hf_primaldual.model_folders import UnusableModelError
 from hf_primaldual.training import UsageError, folder_name
 
@@ -95,6 +96,8 @@ def run(argv: list[str] | None = None) -> dict:
         )
     except (UsageError, TimeSeriesDataError, UnusableModelError) as err:
         parser.exit(2, f"error: {err}\n")
+    except ModelUnavailableError as err:  # the network, not the arguments: running again may work
+        parser.exit(1, f"error: {err}\n")
     plot_confusion_matrix(result, output, title=f"{Path(args.checkpoint).name} on {args.dataset} ({args.split}): "
                                                 f"accuracy {result.accuracy:.4f}")
     summary = {"checkpoint": str(args.checkpoint), "dataset": args.dataset, "split": args.split,

@@ -172,3 +172,36 @@ def test_an_image_model_on_a_dataset_of_other_classes_exits_2(tmp_path, capsys):
     assert code == 2 and "Traceback" not in err, err
     assert "The model's classes ['ant', 'bee'] are not the dataset's ['cat', 'dog', 'ship']" in err
 
+
+
+def test_a_hub_model_that_cannot_be_fetched_exits_1_without_a_traceback(tmp_path, capsys, monkeypatch):
+    """Offline (or the Hub unreachable), transformers' OSError became a traceback; the network is not the
+    arguments, so the status is 1 (run again), as for the push."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    code, err = evaluate(["org/model", "JapaneseVowels", "--revision", "v1", "--trust_remote_code",
+                          "--output", str(tmp_path / "c.png")], capsys)
+    assert code == 1 and "Traceback" not in err, err
+    assert "org/model: the model could not be fetched from the Hub" in err and "run the command again" in err
+
+
+def test_a_hub_repo_that_does_not_exist_exits_2(hub_env, tmp_path, capsys):
+    repo_id = hub_env.hub.new_repo_id("never-created")
+    code, err = evaluate([repo_id, "JapaneseVowels", "--output", str(tmp_path / "c.png")], capsys)
+    assert code == 2 and "Traceback" not in err, err
+    assert f"{repo_id}: no model config could be loaded" in err and "--revision" in err
+
+
+def test_a_pushed_time_series_model_evaluates_from_the_hub_as_the_docstring_shows(model_folder, hub_env, tmp_path,
+                                                                                 capsys):
+    """The docstring's Hub example, `hf-primaldual-evaluate org/model DATA --revision v1 --trust_remote_code`, on
+    the test Hub server, gives the local folder's accuracy."""
+    repo_id = hub_env.hub.new_repo_id("evaluate-from-hub")
+    assert push_command.main([str(model_folder), repo_id, "--tag", "v1"]) == 0
+    capsys.readouterr()
+    remote = evaluate_command.run([repo_id, *DATA, "--revision", "v1", "--trust_remote_code",
+                                   "--output", str(tmp_path / "hub.png")])
+    local = evaluate_command.run([str(model_folder), *DATA, "--output", str(tmp_path / "local.png")])
+    assert remote["accuracy"] == local["accuracy"] and remote["examples"] == 40
