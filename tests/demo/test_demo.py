@@ -216,3 +216,28 @@ def test_the_running_app_classifies_uploads_over_gradio_client(vowels_demo, vit_
     finally:
         for app in apps:
             app.close()
+
+
+def test_a_stock_vit_under_a_primal_dual_attention_shows_its_own_settings(tmp_path):
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessorPil
+
+    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                       intermediate_size=64, num_labels=3, id2label={0: "cat", 1: "dog", 2: "ship"},
+                       label2id={"cat": 0, "dog": 1, "ship": 2})
+    torch.manual_seed(0)
+    stock = ViTForImageClassification(config)
+    stock.set_attn_implementation("primaldual_bn_sh")
+    stock.config.primaldual_attention = {"head_scales": [1, 2, 2, 4]}
+    stock.save_pretrained(tmp_path)
+    ViTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(tmp_path)
+    demo = load_demo_model(tmp_path)
+    assert (demo.attention_type, demo.head_scales, demo.patch_grid) == ("bn_sh", [1, 2, 2, 4], (1, 4))
+    image = Image.open(CAT).convert("RGB")
+    prediction = classify_image(demo, image)
+    reloaded = ViTForImageClassification.from_pretrained(tmp_path).eval()  # its saved attention, not the demo's
+    assert reloaded.config._attn_implementation == "primaldual_bn_sh"
+    with torch.no_grad():
+        logits = reloaded(**ViTImageProcessorPil(size={"height": 32, "width": 32})(image, return_tensors="pt")).logits[0]
+    expected = {config.id2label[i]: float(p) for i, p in enumerate(torch.softmax(logits.double(), -1))}
+    assert prediction.ranking == pytest.approx(expected, abs=1e-5)
+    assert [layer.shape for layer in prediction.attentions] == [(4, 17, 17)] * 2
