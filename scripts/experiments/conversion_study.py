@@ -440,7 +440,7 @@ def plot_curves(records: Sequence[dict], family: Family, scratch: dict, types: S
         return None
     columns = min(3, len(datasets))
     rows = math.ceil(len(datasets) / columns)
-    figure, grid = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
+    figure, grid = plt.subplots(rows, columns, figsize=(max(6.0, 4.2 * columns), 3.2 * rows + 0.7), squeeze=False)
     colours = dict(zip([SOURCE_TYPE, *CONVERTED_TYPES], ["black", "tab:blue", "tab:orange", "tab:green"]))
     for axes, dataset in zip(grid.flat, datasets):
         for attention_type in [SOURCE_TYPE, *types]:
@@ -473,8 +473,8 @@ def plot_curves(records: Sequence[dict], family: Family, scratch: dict, types: S
     for axes in list(grid.flat)[len(datasets):]:
         axes.axis("off")
     grid.flat[0].legend(fontsize=7)
-    figure.suptitle(f"{family.title}: softmax model converted, then fine-tuned (dashed: the type from scratch)",
-                    fontsize=10)
+    figure.suptitle(f"{family.title}\nsoftmax model converted (epoch 0), then fine-tuned; dashed: the type from "
+                    "scratch", fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
