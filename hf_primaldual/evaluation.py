@@ -125,7 +125,7 @@ def load_checkpoint_data(
         if data_options:
             given = ", ".join(f"--{name}" for name in sorted(data_options))
             raise UsageError(f"{given}: options of time-series data, which an image model does not take; leave them out.")
-        rows = _split(load_image_dataset(dataset), split, dataset)
+        rows = _split(_load_images(dataset, checkpoint), split, dataset)
         model = load_checked_model(AutoModelForImageClassification, checkpoint, **loading)
         processor = AutoImageProcessor.from_pretrained(checkpoint, revision=revision)
         transform = build_transforms(processor, False, horizontal_flip=False)
@@ -134,13 +134,14 @@ def load_checkpoint_data(
     return data
 
 
-class ModelUnavailableError(RuntimeError):
-    """A Hub checkpoint could not be fetched (offline, the Hub unreachable): running the command again may work."""
+class HubUnreachableError(RuntimeError):
+    """A Hub model or dataset could not be fetched (offline, the Hub unreachable): running the command again may
+    work."""
 
 
 def _load_config(checkpoint: str | os.PathLike, loading: Mapping[str, Any]) -> Any:
     """The checkpoint's config; transformers' OSError, which it raises for a missing repo and for a missing network
-    alike, as `UsageError` (a local folder, a repo or revision that does not exist) or `ModelUnavailableError`."""
+    alike, as `UsageError` (a local folder, a repo or revision that does not exist) or `HubUnreachableError`."""
     try:
         return AutoConfig.from_pretrained(checkpoint, **loading)
     except OSError as err:
@@ -150,10 +151,27 @@ def _load_config(checkpoint: str | os.PathLike, loading: Mapping[str, Any]) -> A
                 f"{checkpoint}: no model config could be loaded ({reason}). Give a model folder, or the id (and "
                 "--revision) of a model repo on the Hub that you can read."
             ) from err
-        raise ModelUnavailableError(
+        raise HubUnreachableError(
             f"{checkpoint}: the model could not be fetched from the Hub ({reason}). Check the network (and "
             "HF_ENDPOINT, HF_HUB_OFFLINE), then run the command again; a model already downloaded is read from the "
             "cache."
+        ) from err
+
+
+def _load_images(dataset: str, checkpoint: str | os.PathLike) -> datasets.DatasetDict:
+    """`load_image_dataset`, its errors as `UsageError` (data that is not an image set: a time-series name, a
+    folder of other files) or `HubUnreachableError` (a Hub dataset that could not be fetched)."""
+    try:
+        return load_image_dataset(dataset)
+    except ConnectionError as err:
+        raise HubUnreachableError(
+            f"{dataset}: {err}. The model {checkpoint} classifies images: give an image folder or zip, Fashion-MNIST "
+            "IDX files, or a Hub image dataset (with the network); run the command again once the Hub is reachable."
+        ) from err
+    except (FileNotFoundError, ValueError) as err:
+        raise UsageError(
+            f"{err} The model {checkpoint} classifies images: give an image folder or zip laid out "
+            "<split>/<class name>/<image file>, Fashion-MNIST IDX files, or a Hub image dataset."
         ) from err
 
 

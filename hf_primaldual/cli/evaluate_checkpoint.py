@@ -31,7 +31,7 @@ from pathlib import Path
 from transformers import HfArgumentParser
 
 from hf_primaldual.data.timeseries import TimeSeriesDataArguments, TimeSeriesDataError
-from hf_primaldual.evaluation import ModelUnavailableError, evaluate_checkpoint, plot_confusion_matrix
+from hf_primaldual.evaluation import HubUnreachableError, evaluate_checkpoint, plot_confusion_matrix
 from hf_primaldual.model_folders import UnusableModelError
 from hf_primaldual.training import UsageError, folder_name
 
@@ -96,7 +96,7 @@ def run(argv: list[str] | None = None) -> dict:
         )
     except (UsageError, TimeSeriesDataError, UnusableModelError) as err:
         parser.exit(2, f"error: {err}\n")
-    except ModelUnavailableError as err:  # the network, not the arguments: running again may work
+    except HubUnreachableError as err:  # the network, not the arguments: running again may work
         parser.exit(1, f"error: {err}\n")
     plot_confusion_matrix(result, output, title=f"{Path(args.checkpoint).name} on {args.dataset} ({args.split}): "
                                                 f"accuracy {result.accuracy:.4f}")

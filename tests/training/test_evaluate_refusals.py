@@ -161,16 +161,29 @@ def test_data_of_other_classes_names_the_models_classes(model_folder, tmp_path, 
     assert "--class_names" not in err  # an option the evaluate command does not have
 
 
-def test_an_image_model_on_a_dataset_of_other_classes_exits_2(tmp_path, capsys):
-    folder = tmp_path / "vit-two-classes"
+@pytest.fixture(scope="module")
+def image_model_folder(tmp_path_factory) -> Path:
+    """A small PrimalDualViT of two classes and its image processor, saved."""
+    folder = tmp_path_factory.mktemp("saved") / "vit-two-classes"
     labels = {"id2label": {0: "ant", 1: "bee"}, "label2id": {"ant": 0, "bee": 1}}
     config = PrimalDualViTConfig(image_size=32, patch_size=8, hidden_size=24, num_hidden_layers=1,
                                  num_attention_heads=3, intermediate_size=48, **labels)
     PrimalDualViTForImageClassification(config).save_pretrained(folder)
     ViTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(folder)
-    code, err = evaluate([str(folder), str(FIXTURES / "cifar10-sample"), "--output", str(tmp_path / "c.png")], capsys)
+    return folder
+
+
+def test_an_image_model_on_a_dataset_of_other_classes_exits_2(image_model_folder, tmp_path, capsys):
+    code, err = evaluate([str(image_model_folder), str(FIXTURES / "cifar10-sample"), "--output",
+                          str(tmp_path / "c.png")], capsys)
     assert code == 2 and "Traceback" not in err, err
     assert "The model's classes ['ant', 'bee'] are not the dataset's ['cat', 'dog', 'ship']" in err
+
+
+def test_an_image_model_on_time_series_files_exits_2(image_model_folder, tmp_path, capsys):
+    code, err = evaluate([str(image_model_folder), str(BASIC_MOTIONS), "--output", str(tmp_path / "c.png")], capsys)
+    assert code == 2 and "Traceback" not in err, err
+    assert "it holds BasicMotions_TEST.ts.gz, BasicMotions_TRAIN.ts" in err and "classifies images" in err
 
 
 
