@@ -125,7 +125,10 @@ def load_demo_model(
     except UsageError as err:
         raise DemoError(str(err)) from err
     loading = {"revision": revision, "trust_remote_code": trust_remote_code}
-    config = AutoConfig.from_pretrained(checkpoint, **loading)
+    try:
+        config = AutoConfig.from_pretrained(checkpoint, **loading)
+    except OSError as err:  # no such Hub repo or revision, offline, no config.json
+        raise DemoError(f"Cannot load {checkpoint}: {err}") from err
     if config.model_type == "primaldual-timeseries":
         family = "timeseries"
         model = _model_class(AutoModelForSequenceClassification, config, checkpoint, loading).from_pretrained(
@@ -311,26 +314,29 @@ def read_series_file(
 # ------------------------------------------------------------------------------------------------ pictures
 
 
-def _figure_pixels(figure) -> np.ndarray:
-    """The RGB pixels of a matplotlib figure, which is closed."""
-    import matplotlib.pyplot as plt
+def _new_figure(width: float, height: float, dpi: int):
+    """A matplotlib figure drawn by the Agg canvas, outside pyplot: no global backend switched, nothing to close
+    (the app draws from several threads)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
+    figure = Figure(figsize=(width, height), dpi=dpi)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _figure_pixels(figure) -> np.ndarray:
+    """The RGB pixels of a figure of `_new_figure`."""
     figure.canvas.draw()
-    pixels = np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(figure)
-    return pixels
+    return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
 
 
 def series_figure(series: np.ndarray, title: str = "") -> np.ndarray:
     """A line plot of a (time, channels) series, one line per channel, as an RGB array."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     values = np.asarray(series, dtype=np.float32)
     values = values[:, None] if values.ndim == 1 else values
-    figure, axis = plt.subplots(figsize=(7, 3), dpi=90)
+    figure = _new_figure(7, 3, 90)
+    axis = figure.subplots()
     for channel in range(values.shape[1]):
         axis.plot(values[:, channel], linewidth=1, label=f"channel {channel}")
     axis.set_xlabel("time step")
@@ -361,15 +367,11 @@ def attention_figure(
         patch_grid: (prefix tokens, grid side) of an image model: each head's attention from the first token is
             drawn over the patch grid instead of the full matrix.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     heads = attention.shape[0]
     columns = min(heads, 4)
     rows = -(-heads // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), dpi=80, squeeze=False)
+    figure = _new_figure(3 * columns, 3 * rows, 80)
+    axes = figure.subplots(rows, columns, squeeze=False)
     prefix, side = patch_grid if patch_grid is not None else (0, 0)
     over_grid = patch_grid is not None and attention.shape[-1] == prefix + side * side
     for head, (axis, name) in enumerate(zip(axes.flat, head_titles(heads, head_scales))):
