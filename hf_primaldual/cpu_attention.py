@@ -119,9 +119,9 @@ def dropout_probability(p: float) -> float:
 
 
 def draw_seed() -> torch.Tensor:
-    """A call's seed: one 64-bit draw of PyTorch's default CPU generator, as a 0-d int64 tensor (a tensor, so that
-    torch.compile keeps the draw in its graph)."""
-    return torch.empty((), dtype=torch.int64).random_()
+    """A call's seed: one draw of PyTorch's default CPU generator, as a 0-d int64 tensor (a tensor from an
+    out-of-place op, so that torch.compile keeps the draw in its graph: dynamo refuses ``random_``)."""
+    return torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -171,7 +171,8 @@ def _attention_backward_op(
 
 @_attention_backward_op.register_fake
 def _(grad_output, query, key, value, output, lse, allowed, dropout_p, scale, seed):
-    return torch.empty_like(query), torch.empty_like(key), torch.empty_like(value)
+    # contiguous, as the kernel writes them (whatever the inputs' strides)
+    return query.new_empty(query.shape), key.new_empty(key.shape), value.new_empty(value.shape)
 
 
 def _setup_context(ctx, inputs, output) -> None:

@@ -198,11 +198,15 @@ def test_bad_inputs_are_refused_naming_the_problem():
 
 @pytest.mark.slow
 def test_the_custom_op_passes_torchs_op_checks():
-    """Schema, fake (meta) kernel and autograd registration, as torch.compile relies on them."""
-    q, k, v = (x.detach().contiguous().requires_grad_() for x in inputs(dtype=torch.float32))
-    allowed = masks("padding", 2, 13, 21)
-    torch.library.opcheck(torch.ops.hf_primaldual.attention_dropout_cpu.default,
-                          (q, k, v, allowed, 0.2, 0.4, torch.tensor(11)))
+    """Schema, fake (meta) kernels (shapes and strides, here of strided inputs) and autograd registration, as
+    torch.compile relies on them."""
+    q, k, v = (x.detach().float().requires_grad_() for x in inputs())
+    allowed, seed = masks("padding", 2, 13, 21), torch.tensor(11)
+    torch.library.opcheck(torch.ops.hf_primaldual.attention_dropout_cpu.default, (q, k, v, allowed, 0.2, 0.4, seed))
+    output, lse = torch.ops.hf_primaldual.attention_dropout_cpu(q, k, v, allowed, 0.2, 0.4, seed)
+    torch.library.opcheck(torch.ops.hf_primaldual.attention_dropout_cpu_backward.default,
+                          (torch.randn_like(output), q.detach(), k.detach(), v.detach(), output.detach(), lse,
+                           allowed, 0.2, 0.4, seed))
 
 
 @pytest.mark.slow
