@@ -1,4 +1,4 @@
-"""Accuracy and confusion matrix of a checkpoint folder or Hub id on a dataset split.
+r"""Accuracy and confusion matrix of a checkpoint folder or Hub id on a dataset split.
 
 The confusion matrix goes to ``outputs/evaluations/`` (or ``--output``), never into the model folder, which a push
 would publish. Exit status 2 (checked before the evaluation runs): a missing or unfinished folder; weights that
@@ -6,7 +6,7 @@ cannot give a working model (a weights file that cannot be read, a missing class
 values: the same check as hf-primaldual-push); data the model cannot take (other classes, another number of
 channels, series longer than the model's max_sequence_length) or that cannot be read; an unknown split, a batch
 size < 1 or an --output that cannot be written; a Hub repo or revision that does not exist. Exit status 1: a Hub
-model that could not be fetched (offline, the Hub unreachable): running again may work.
+model or dataset that could not be fetched (offline, the Hub unreachable): running again may work.
 
     hf-primaldual-evaluate outputs/timeseries-JapaneseVowels-bn JapaneseVowels
     python scripts/evaluate_checkpoint.py outputs/timeseries-JapaneseVowels-bn JapaneseVowels    # from a checkout
