@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -529,12 +530,14 @@ def space_requirements() -> str:
 
 def space_card(model: str, space: str) -> str:
     """The Space's README.md: its metadata (``sdk: gradio``, ``sdk_version`` = the Gradio installed here,
-    ``app_file: app.py``, the model in ``models``) and a line on what it does."""
+    ``python_version`` = this interpreter's, as the pinned requirements may need it, ``app_file: app.py``, the model
+    in ``models``) and a line on what it does."""
     from huggingface_hub import SpaceCard, SpaceCardData
 
     gr = require_gradio()
     data = SpaceCardData(
         title=f"{model.split('/')[-1]} demo"[:60], sdk="gradio", sdk_version=gr.__version__, app_file="app.py",
+        python_version=f"{sys.version_info.major}.{sys.version_info.minor}",  # the requirements' pins need it
         license="apache-2.0", models=[model], tags=["hf-primaldual", "primal-dual-attention"],
         emoji="📈", colorFrom="blue", colorTo="green", pinned=False,
         short_description="Classify with primal-dual attention; see each head's attention",

@@ -5,6 +5,7 @@ package copy beside it, loading the model from the Hub."""
 from __future__ import annotations
 
 import json
+import sys
 
 import gradio
 import pytest
@@ -40,6 +41,7 @@ def test_the_space_is_pushed_with_its_metadata_and_the_package(pushed_space, hub
     card = SpaceCard(pushed["README.md"].decode())
     assert (card.data.sdk, card.data.sdk_version, card.data.app_file) == ("gradio", gradio.__version__, "app.py")
     assert card.data.models == [model_id]
+    assert card.data.python_version == f"{sys.version_info.major}.{sys.version_info.minor}"  # numpy 2.4 needs 3.11+
     assert HfApi().space_info(space_id).sdk == "gradio"
     requirements = pushed["requirements.txt"].decode().split()
     assert f"torch=={torch.__version__.split('+')[0]}" in requirements
