@@ -442,7 +442,9 @@ def primal_dual_attention(
         """One group of heads: ``(output,)``, or for ``"eager"`` ``(weights, values)`` over the original keys."""
         pooled_mask, pooled_allowed = key_mask, allowed
         if scale > 1:
-            pool = pool_by_membership if eager else pool_windows
+            # torch.export with a dynamic length cannot take the windows' reshapes (their padding and count are
+            # integer arithmetic on the length): the membership matrix there, the same numbers.
+            pool = pool_by_membership if eager or torch.compiler.is_exporting() else pool_windows
             k, v, pooled_mask = pool(k, v, key_mask, scale, layout, options.sh_pooling)
             pooled_allowed = None if pooled_mask is None else pooled_mask[:, None, None, :]
         if spec.batch_norm:

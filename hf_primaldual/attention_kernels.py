@@ -47,6 +47,7 @@ from .attention_reference import (
     check_layout,
     elu_feature_map,
     key_statistics,
+    keys_else_window,
     linear_kernel,
     window_band,
     with_some_key,
@@ -354,11 +355,13 @@ def local_window_attention(
         query: ``(B, H, N_q, D)``; key, value: ``(B, H, N_k, D)``; allowed: see the module's doc.
     """
     batch, heads, length, head_dim = query.shape
-    if not (FAST_PATHS.local_window_blocks and _same_keys_for_every_query(allowed) and key.shape[-2] == length):
+    # torch.export with a dynamic length cannot take the blocks (their count and padding are integer arithmetic
+    # on the length, which it cannot prove for every length): one masked call there.
+    if not (FAST_PATHS.local_window_blocks and _same_keys_for_every_query(allowed) and key.shape[-2] == length
+            and not torch.compiler.is_exporting()):
         band = window_band(length, key.shape[-2], window, query.device)
         if allowed is not None:
-            real = band & allowed
-            band = torch.where(real.any(dim=-1, keepdim=True), real, band)
+            band = keys_else_window(band & allowed, band)
         return softmax_attention(query, key, value, band, dropout_p, scale)
     key_mask = None if allowed is None else allowed[:, 0, 0, :]
     block = min(max(window, 32), length)
@@ -387,7 +390,7 @@ def local_window_attention(
     mask = window_keys if key_mask is None else window_keys & windowed(key_mask)[:, :, None, :]
     if key_mask is not None:
         # A (padded) query with no real key in its window sees its whole window, as in the formula's version.
-        mask = torch.where(mask.any(dim=-1, keepdim=True), mask, window_keys)
+        mask = keys_else_window(mask, window_keys)
     mask = mask.reshape(batch * num_blocks, 1, block, span)
 
     output = softmax_attention(query_blocks, key_windows(key), key_windows(value), mask, dropout_p, scale)

@@ -88,6 +88,13 @@ def window_band(num_queries: int, num_keys: int, window: int, device: torch.devi
     return (positions_q[:, None] - positions_k[None, :]).abs() <= window
 
 
+def keys_else_window(real: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+    """Each query's allowed keys in its window (``real``, a subset of ``window``), or its whole window where it has
+    none: ``where(real.any(-1), real, window)`` in boolean arithmetic, which ONNX Runtime runs (it has no ``Where``
+    on booleans)."""
+    return real | (window & ~real.any(dim=-1, keepdim=True))
+
+
 def local_window_kernel(
     query: torch.Tensor, key: torch.Tensor, allowed: torch.Tensor | None, window: int, scaling: float | None = None
 ) -> torch.Tensor:
@@ -95,8 +102,7 @@ def local_window_kernel(
     key in its window attends to its whole window."""
     band = window_band(query.shape[-2], key.shape[-2], window, query.device)
     if allowed is not None:
-        real = band & allowed
-        band = torch.where(real.any(dim=-1, keepdim=True), real, band)
+        band = keys_else_window(band & allowed, band)
     return masked_softmax(scores(query, key, scaling), band, query.dtype)
 
 
@@ -187,6 +193,16 @@ def check_layout(length: int, layout: TokenLayout) -> None:
         )
 
 
+def slot_count(length: int, scale: int, layout: TokenLayout) -> int:
+    """The number of pooled slots of ``length`` tokens (prefix tokens included), in integer arithmetic only, so that
+    it holds for a symbolic length too (torch.export with a dynamic sequence axis)."""
+    prefix = layout.num_prefix_tokens
+    if layout.grid is None:
+        return prefix + -(-(length - prefix) // scale)
+    height, width = layout.grid
+    return prefix + -(-height // scale) * -(-width // scale)
+
+
 def slot_of_token(length: int, scale: int, layout: TokenLayout, device: torch.device) -> torch.Tensor:
     """The ``(N,)`` index of the pooled slot each token goes into (prefix tokens keep their own slots)."""
     prefix = layout.num_prefix_tokens
@@ -225,15 +241,19 @@ def pool_keys_values(
     length = key.shape[-2]
     check_layout(length, layout)
     slots = slot_of_token(length, scale, layout, key.device)
-    num_slots = int(slots[-1]) + 1 if length else 0
+    num_slots = slot_count(length, scale, layout)
     real = torch.ones(1, length, device=key.device) if key_mask is None else key_mask.to(torch.float32)
-    membership = F.one_hot(slots, num_slots).to(real.dtype)  # (N, M)
+    # (N, M); a comparison, not one_hot, whose class count torch.export cannot keep symbolic
+    membership = (slots[:, None] == torch.arange(num_slots, device=key.device)).to(real.dtype)
     counts = real @ membership  # (B|1, M): real members per slot
 
     def pool(x: torch.Tensor) -> torch.Tensor:
         members = real[:, None, :, None].to(x.dtype)
         if mode == "mean":
-            sums = torch.einsum("bhnd,nm->bhmd", x * members, membership.to(x.dtype))
+            # one bmm over (B * H): matmul's own reshapes of the slot axis are what torch.export cannot follow
+            flat = (x * members).flatten(0, 1)  # (B * H, N, D)
+            per_slot = membership.to(x.dtype).t().expand(flat.shape[0], -1, -1)  # (B * H, M, N)
+            sums = torch.bmm(per_slot, flat).unflatten(0, x.shape[:2])  # (B, H, M, D)
             return sums / counts[:, None, :, None].clamp_min(1.0).to(x.dtype)
         # max over the real members of each slot: the others are lowered to the dtype's minimum first
         spread = x.unsqueeze(-2).masked_fill(~(membership.bool()[:, :, None] & (members > 0)[..., None]),
@@ -269,6 +289,7 @@ __all__ = [
     "batch_normalize_queries_keys",
     "elu_feature_map",
     "key_statistics",
+    "keys_else_window",
     "linear_kernel",
     "local_window_kernel",
     "masked_softmax",
