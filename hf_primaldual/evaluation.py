@@ -3,10 +3,13 @@ confusion-matrix plot."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import textwrap
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 import datasets
@@ -23,6 +26,7 @@ from transformers import (
 )
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from .data import schema
 from .data.images import build_transforms, load_image_dataset
 from .data.timeseries import UnknownClassesError, load_timeseries
 from .feature_extraction_primaldual_timeseries import DataCollatorForTimeSeriesClassification
@@ -30,12 +34,23 @@ from .model_folders import load_checked_model
 from .training import FINAL_FILES_MARKER, UsageError
 
 
+#: The logger of the loader's warning about declared classes without series ("remove them from --class_names"),
+#: which does not apply when the classes are the model's (evaluating on a subset of them is fine).
+_EMPTY_CLASS_LOGGER = schema.logger.name
+
+
 @dataclass
 class EvaluationResult:
     accuracy: float
-    predictions: np.ndarray
-    labels: np.ndarray
+    predictions: np.ndarray  # (examples,) predicted class indices
+    labels: np.ndarray  # (examples,) true class indices
     class_names: list[str]
+
+    @property
+    def classes_without_examples(self) -> list[str]:
+        """The model's classes that no evaluated example has: their recall is not measured (an empty row of the
+        confusion matrix)."""
+        return [name for index, name in enumerate(self.class_names) if not (self.labels == index).any()]
 
 
 @dataclass
@@ -109,7 +124,8 @@ def load_checkpoint_data(
         class_names = [config.id2label[i] for i in range(len(config.id2label))]
         options = {"data_dir": data_dir, **(data_options or {})}
         try:
-            splits = load_timeseries(dataset, class_names=class_names, **options)
+            with _quiet(_EMPTY_CLASS_LOGGER):  # the model's classes need not all be in the data: said in the result
+                splits = load_timeseries(dataset, class_names=class_names, **options)
         except UnknownClassesError as err:  # class_names came from the model, not from an option the user gave
             raise UsageError(
                 f"{dataset}: the labels {_quoted(err.unknown)} are not among the classes of the model {checkpoint} "
@@ -156,6 +172,17 @@ def _load_config(checkpoint: str | os.PathLike, loading: Mapping[str, Any]) -> A
             "HF_ENDPOINT, HF_HUB_OFFLINE), then run the command again; a model already downloaded is read from the "
             "cache."
         ) from err
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Drop the records of ``logger_name`` inside the block."""
+    logger = logging.getLogger(logger_name)
+    previous, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = previous
 
 
 def _load_images(dataset: str, checkpoint: str | os.PathLike) -> datasets.DatasetDict:
@@ -281,7 +308,8 @@ def plot_confusion_matrix(result: EvaluationResult, path: str | os.PathLike, tit
         display_labels=result.class_names, normalize="true", values_format=".2f", ax=axes, colorbar=False,
         xticks_rotation="vertical",
     )
-    axes.set_title(title or f"accuracy {result.accuracy:.4f}")
+    # Wrapped to the axes' width (about 7 characters of the title font per inch of figure): a long title overflowed.
+    axes.set_title("\n".join(textwrap.wrap(title or f"accuracy {result.accuracy:.4f}", width=int(size * 7))))
     figure.tight_layout()
     path = Path(path)
     figure.savefig(path, dpi=120)

@@ -98,10 +98,16 @@ def run(argv: list[str] | None = None) -> dict:
         parser.exit(2, f"error: {err}\n")
     except HubUnreachableError as err:  # the network, not the arguments: running again may work
         parser.exit(1, f"error: {err}\n")
-    plot_confusion_matrix(result, output, title=f"{Path(args.checkpoint).name} on {args.dataset} ({args.split}): "
-                                                f"accuracy {result.accuracy:.4f}")
+    dataset_name = Path(args.dataset.rstrip("/")).name
+    plot_confusion_matrix(result, output, title=f"{Path(args.checkpoint.rstrip('/')).name} on {dataset_name} "
+                                                f"({args.split}): accuracy {result.accuracy:.4f}")
     summary = {"checkpoint": str(args.checkpoint), "dataset": args.dataset, "split": args.split,
                "accuracy": result.accuracy, "examples": len(result.labels), "confusion_matrix": str(output)}
+    if result.classes_without_examples:
+        summary["classes_without_examples"] = result.classes_without_examples
+        print(f"note: the {args.split} split has no example of the model's class(es) "
+              f"{', '.join(map(repr, result.classes_without_examples))}: their recall is not measured (an empty row "
+              "of the confusion matrix).", file=sys.stderr)
     print(json.dumps(summary))
     return summary
 

@@ -3,7 +3,8 @@ used to score or crash on (issue 22): weights that are NaN or infinite (it score
 missing its classifier head (a random head, scored), a truncated ``model.safetensors`` (a raw safetensors
 traceback naming no file), and data the model cannot take (another number of channels or longer series: a raw
 ValueError, exit 1; other classes). The push (`hf-primaldual-push`) refuses the same broken folders through the
-same check (`model_folders.load_checked_model`).
+same check (`model_folders.load_checked_model`). A Hub model that does not exist exits 2, one that cannot be
+fetched exits 1; data holding only some of the model's classes evaluates, and the summary names the others.
 
 The model folders are saved here as the package saves them (`save_pretrained` of a small time-series classifier
 and its feature extractor fitted on real BasicMotions; a small ViT with its image processor), then broken.
@@ -11,6 +12,7 @@ and its feature extractor fitted on real BasicMotions; a small ViT with its imag
 
 from __future__ import annotations
 
+import gzip
 import re
 import shutil
 from pathlib import Path
@@ -218,3 +220,20 @@ def test_a_pushed_time_series_model_evaluates_from_the_hub_as_the_docstring_show
                                    "--output", str(tmp_path / "hub.png")])
     local = evaluate_command.run([str(model_folder), *DATA, "--output", str(tmp_path / "local.png")])
     assert remote["accuracy"] == local["accuracy"] and remote["examples"] == 40
+
+
+def test_data_without_some_of_the_models_classes_evaluates_and_says_which(model_folder, tmp_path, capsys):
+    """Evaluating on a subset of the model's classes is fine: the summary names the classes without an example
+    (their recall is not measured), and the loader's warning for training ("remove them from --class_names", an
+    option evaluate does not have) is not shown."""
+    sources = {"TRAIN": BASIC_MOTIONS / "BasicMotions_TRAIN.ts", "TEST": BASIC_MOTIONS / "BasicMotions_TEST.ts.gz"}
+    for split, source in sources.items():
+        text = gzip.decompress(source.read_bytes()).decode() if source.suffix == ".gz" else source.read_text()
+        (tmp_path / f"BasicMotions_{split}.ts").write_text(
+            "".join(line for line in text.splitlines(True) if not line.rstrip().endswith(":Badminton")))
+    summary = evaluate_command.run([str(model_folder), str(tmp_path / "BasicMotions_TRAIN.ts"), "--test_file",
+                                    str(tmp_path / "BasicMotions_TEST.ts"), "--output", str(tmp_path / "c.png")])
+    err = capsys.readouterr().err
+    assert summary["examples"] == 30 and summary["classes_without_examples"] == ["Badminton"]
+    assert "no example of the model's class(es) 'Badminton': their recall is not measured" in err
+    assert "--class_names" not in err
