@@ -25,13 +25,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 
 from .attention import default_head_scales, parse_attention_type
 from .attention_interface import PREFIX, SETTINGS_ATTRIBUTE
+
+if TYPE_CHECKING:
+    import gradio
+    from huggingface_hub import CommitInfo
+
+    from .hub import PushFile
 
 INSTALL_HINT = "pip install hf-primaldual[demo]"
 #: What the series upload takes: the suffixes the training data's readers know.
@@ -44,7 +51,7 @@ class DemoError(ValueError):
     """A checkpoint or an input the demo cannot use; the message names the problem and the fix."""
 
 
-def require_gradio():
+def require_gradio() -> ModuleType:
     """``gradio``, or an `ImportError` that says how to install it."""
     try:
         import gradio
@@ -90,7 +97,8 @@ class DemoModel:
     def describe(self) -> str:
         """One line on the model for people: checkpoint, attention, heads and their SH scales."""
         heads = self.model.config.num_attention_heads
-        text = f"{self.checkpoint}: {self.family} classifier, attention `{self.attention_type}`, {self.num_layers} layers x {heads} heads"
+        text = (f"{self.checkpoint}: {self.family} classifier, attention `{self.attention_type}`, "
+                f"{self.num_layers} layers x {heads} heads")
         if self.head_scales is not None:
             text += ", Attention-SH scales per head " + ", ".join(
                 f"h{head}: {scale}" for head, scale in enumerate(self.head_scales)
@@ -401,13 +409,16 @@ def _layer_index(demo: DemoModel, layer: Any) -> int:
     return number - 1
 
 
-def series_outputs(demo: DemoModel, path: str | os.PathLike, series_number: Any, layer: Any, **reader: Any):
+def series_outputs(
+    demo: DemoModel, path: str | os.PathLike, series_number: Any, layer: Any, **reader: Any
+) -> tuple[dict[str, float], np.ndarray, np.ndarray, str]:
     """What the series tab shows for series ``series_number`` (1-based) of the file at ``path``: the ranking, the
     series plot, the layer's attention maps and a line of text."""
     read = read_series_file(path, **reader)
     number = int(round(float(series_number)))
     if not 1 <= number <= len(read.series):
-        raise DemoError(f"Series {number}: {Path(path).name} holds {len(read.series)} series; give 1 to {len(read.series)}.")
+        count = len(read.series)
+        raise DemoError(f"Series {number}: {Path(path).name} holds {count} series; give 1 to {count}.")
     index, layer_index = number - 1, _layer_index(demo, layer)
     series = read.series[index]
     prediction = classify_series(demo, series)
@@ -419,7 +430,7 @@ def series_outputs(demo: DemoModel, path: str | os.PathLike, series_number: Any,
     return prediction.ranking, series_figure(series, f"series {number}: {read.names[index]}"), maps, text
 
 
-def image_outputs(demo: DemoModel, image: Any, layer: Any):
+def image_outputs(demo: DemoModel, image: Any, layer: Any) -> tuple[dict[str, float], np.ndarray, str]:
     """What the image tab shows: the ranking, the layer's attention maps and a line of text."""
     if image is None:
         raise DemoError("No image: upload one.")
@@ -438,7 +449,7 @@ def build_demo(
     trust_remote_code: bool = False,
     reader_options: dict[str, Any] | None = None,
     examples: Sequence[str | os.PathLike] = (),
-):
+) -> gradio.Blocks:
     """The Gradio app (a ``gradio.Blocks``) for ``checkpoint``; ``launch()`` serves it.
 
     A time-series checkpoint gets a file upload (`SERIES_SUFFIXES`, read by `read_series_file` with
@@ -467,10 +478,12 @@ def build_demo(
         except DemoError as err:
             raise gr.Error(str(err)) from err
 
-    title = f"hf-primaldual demo: {Path(demo_model.checkpoint).name if Path(demo_model.checkpoint).exists() else demo_model.checkpoint}"
+    local = Path(demo_model.checkpoint)
+    title = f"hf-primaldual demo: {local.name if local.exists() else demo_model.checkpoint}"
     with gr.Blocks(title=title) as app:
         gr.Markdown(f"# {title}\n\n{demo_model.describe()}")
-        layer = gr.Slider(1, demo_model.num_layers, value=demo_model.num_layers, step=1, label="Layer of the attention maps")
+        layer = gr.Slider(1, demo_model.num_layers, value=demo_model.num_layers, step=1,
+                          label="Layer of the attention maps")
         if demo_model.family == "timeseries":
             with gr.Row():
                 upload = gr.File(label="Series file (.ts, .csv, .npz, ...)", file_types=list(SERIES_SUFFIXES))
@@ -584,7 +597,7 @@ def write_space(
     return root
 
 
-def space_files(folder: str | os.PathLike):
+def space_files(folder: str | os.PathLike) -> list[PushFile]:
     """Every file of a Space folder as the `hub.PushFile` list `hub.upload_files` sends, sorted by path."""
     from .hub import PushFile
 
@@ -598,7 +611,7 @@ def space_files(folder: str | os.PathLike):
 def push_space(
     model: str, space: str, *, folder: str | os.PathLike | None = None, revision: str | None = None,
     reader_options: dict[str, Any] | None = None, private: bool = False, token: str | None = None,
-):
+) -> CommitInfo:
     """Write the Space of ``model`` (`write_space`, into ``folder`` or a temporary one) and push it to the Space
     repo ``space`` in one commit through `hub.upload_files`, the model push's client (endpoint and token from
     ``HF_ENDPOINT`` / ``HF_TOKEN``; the Space is created with the Gradio SDK when missing; files of an older

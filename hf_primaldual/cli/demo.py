@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     reader = {name: getattr(args, name) for name in
               ("label_column", "series_id_column", "time_column", "value_columns", "layout", "array_layout")}
-    reader = {name: value for name, value in reader.items() if value is not None and (name, value) != ("label_column", "label")}
+    reader = {name: value for name, value in reader.items()  # only what differs from read_series_file's defaults
+              if value is not None and (name, value) != ("label_column", "label")}
     try:
         require_gradio()
         if args.space is not None:
