@@ -52,8 +52,10 @@ def test_the_space_is_pushed_with_its_metadata_and_the_package(pushed_space, hub
     assert not [path for path in pushed if "resources/" in path or "__pycache__" in path]
 
 
-def test_a_local_folder_is_not_a_space_model(vowels_checkpoint, tmp_path, capsys):
-    status = demo_main([str(vowels_checkpoint), "--space", "user/demo", "--space_folder", str(tmp_path), "--dry_run"])
+def test_a_local_folder_is_not_a_space_model(tmp_path, capsys):
+    model = tmp_path / "outputs" / "model"  # refused for being a local path, before anything is read
+    model.mkdir(parents=True)
+    status = demo_main([str(model), "--space", "user/demo", "--space_folder", str(tmp_path), "--dry_run"])
     assert status == 2
     assert "push the model first (hf-primaldual-push" in capsys.readouterr().err
     assert not (tmp_path / "app.py").exists()
