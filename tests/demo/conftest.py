@@ -3,6 +3,7 @@ series, unequal lengths, 9 speakers) with Attention-BN+SH (heads at scales 1, 1,
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,9 @@ from hf_primaldual import (
 from hf_primaldual.data import SHIPPED_UEA_DIR, load_uea
 from hf_primaldual.training import save_model_and_processor
 
-VOWELS_TEST = SHIPPED_UEA_DIR / "JapaneseVowels" / "JapaneseVowels_TEST.ts"
+# No usage reports to Gradio's servers from the tests (nor from the apps they start in child processes).
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
 HEAD_SCALES = [1, 1, 2, 4]
 
 
