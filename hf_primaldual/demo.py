@@ -268,7 +268,8 @@ def read_series_file(
     """Read every series of a file with the training data's readers (`hf_primaldual.data.timeseries`; the options
     are `load_timeseries`'s), in file order, without a train/test split and with labels optional:
 
-    * ``.ts``: as `read_ts`; ``.npz`` with ``X`` (and ``y`` when labelled), ``.npy`` (labels in ``y*.npy`` beside);
+    * ``.ts``: as `read_ts`; ``.npz`` with ``X`` (and ``y`` when labelled), ``.npy`` (labelled by the ``y*.npy``
+      beside it, if any);
     * a table (CSV, TSV, Parquet, JSON): long, nested or wide as in training; a table without ``label_column`` is
       unlabelled, and a table of single numbers given neither ``series_id_column`` nor ``layout`` is one series,
       one row per time step, every column a channel.
@@ -282,6 +283,7 @@ def read_series_file(
         TABLE_FORMATS,
         TimeSeriesDataError,
         _is_sequence_feature,
+        _labels_beside,
         _Options,
         _read_source,
     )
@@ -310,6 +312,9 @@ def read_series_file(
                 if "X" in arrays and "y" not in arrays:  # unlabelled: the reader's array path, no labels
                     source = arrays["X"]
                     labels = [_PLACEHOLDER_LABEL] * len(source)
+        elif name.endswith(".npy") and not _labels_beside(path).is_file():  # an upload comes without its y*.npy
+            source = np.load(path, allow_pickle=False)
+            labels = [_PLACEHOLDER_LABEL] * len(source)
         splits, _ = _read_source(source, labels, options, None, None, None, role="test")
     except (TimeSeriesDataError, ValueError, OSError) as err:
         raise DemoError(f"{path.name}: {err}") from err

@@ -90,6 +90,8 @@ def test_tables_and_arrays_read_with_or_without_labels(tmp_path, test_file):
         tmp_path / "xy.npz", array_layout="NTC")
     assert unlabelled.labels == [None] * 4 and labelled.labels == ["a", "b", "a", "b"]
     np.testing.assert_allclose(unlabelled.series[2], equal[2])
+    np.save(tmp_path / "X_upload.npy", equal)  # an uploaded .npy comes without its y_upload.npy
+    np.testing.assert_allclose(read_series_file(tmp_path / "X_upload.npy", array_layout="NTC").series[3], equal[3])
 
 
 def test_unreadable_files_are_refused_with_the_readers_message(tmp_path):
