@@ -518,10 +518,7 @@ def plan_push(folder: str | os.PathLike, *, include_logs: bool = False) -> PushP
             left_out.append(LeftOut(relative, "named like a credential"))
         else:
             files.append(PushFile(relative, entry.stat().st_size, entry))
-    for file in files:
-        if file.path_in_repo.endswith(".safetensors"):
-            _check_safetensors(file.local_path)
-    model = check_model_weights(found)
+    model = check_model_weights(found)  # read_model_folder checked that each weights file reads
     if not found.has_project_card:
         card = folder_card(found, model).encode("utf-8")
         files = [file for file in files if file.path_in_repo != "README.md"]
@@ -536,19 +533,6 @@ def _log_files(root: Path) -> list[Path]:
         path for path in root.rglob("*tfevents*")
         if path.is_file() and not any(part.startswith("checkpoint-") for part in path.relative_to(root).parts)
     )
-
-
-def _check_safetensors(path: Path) -> None:
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="numpy"):
-            pass
-    except (SafetensorError, OSError, ValueError) as err:
-        raise FolderNotReadyError(
-            f"{path} is not a safetensors file ({err}): only safetensors weights are published, never pickles. "
-            "Save the model again with save_pretrained."
-        ) from err
 
 
 def list_push_files(folder: str | os.PathLike) -> list[PushFile]:
