@@ -10,7 +10,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -19,12 +19,18 @@ from typing import Any
 import numpy as np
 import torch
 from filelock import FileLock, Timeout
-from transformers import PreTrainedModel, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..modeling_primaldual_timeseries import PrimalDualTimeSeriesForClassification
 from ..pipeline_timeseries import PrimalDualTimeSeriesClassificationPipeline
 from .arguments import UsageError
+
+try:
+    from torch.distributed.fsdp import FSDPModule
+    from torch.distributed.tensor import DTensor
+except ImportError:  # a torch built without torch.distributed: nothing is sharded
+    DTensor = FSDPModule = ()
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +83,9 @@ RUN_DEFINING_ARGUMENTS = (
     "gradient_accumulation_steps", "optim", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm",
     "label_smoothing_factor", "seed", "data_seed",
 )
+#: An FSDP run's checkpoint weights (the default SHARDED_STATE_DICT): a folder per model of torch.distributed.checkpoint
+#: shards, complete once its ``.metadata``, written last, is there.
+FSDP_WEIGHTS = "pytorch_model_fsdp"
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
@@ -186,7 +195,8 @@ def checkpoint_problem(checkpoint: str | os.PathLike) -> str | None:
         return "it has no trainer_state.json (not a Trainer checkpoint, or one interrupted while it was saved)"
     except (OSError, ValueError):
         return "its trainer_state.json is cut short (interrupted while it was saved)"
-    if not any((folder / name).is_file() for name in _WEIGHT_FILES):
+    sharded = any((shards / ".metadata").is_file() for shards in folder.glob(f"{FSDP_WEIGHTS}_*"))
+    if not sharded and not any((folder / name).is_file() for name in _WEIGHT_FILES):
         return "it holds no weights (interrupted while it was saved)"
     return None
 
@@ -258,26 +268,39 @@ def check_run_matches(record: Mapping[str, Any], checkpoint: str | os.PathLike |
 
 
 class RecordRun(TrainerCallback):
-    """Writes `run_record` into each checkpoint the Trainer saves (after the checkpoint itself is complete)."""
+    """Writes `run_record` into each checkpoint the Trainer saves (after the checkpoint itself is complete), and
+    the model's config.json where the Trainer wrote none (FSDP's sharded checkpoints hold only the shards), so
+    that a resumed run is checked against the checkpoint's model settings all the same."""
 
     def __init__(self, record: Mapping[str, Any]) -> None:
         self.record = dict(record)
 
     def on_save(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
+        model: torch.nn.Module | None = None, **kwargs: Any,
     ) -> None:
         checkpoint = Path(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
         if state.is_world_process_zero and checkpoint.is_dir():
             (checkpoint / RUN_RECORD).write_text(json.dumps(self.record, indent=2, sort_keys=True) + "\n")
+            if model is not None and hasattr(model, "config") and not (checkpoint / "config.json").exists():
+                model.config.to_json_file(checkpoint / "config.json")
 
 
 def non_finite_parameters(model: torch.nn.Module) -> list[str]:
-    """Names of the parameters of ``model`` holding a NaN or an infinity."""
-    named = [(name, p) for name, p in model.named_parameters() if p.is_floating_point()]
-    if not named:
+    """Names of the parameters of ``model`` holding a NaN or an infinity. Of a sharded model (FSDP), this process's
+    shards only: callers combine the processes' answers (`StopOnNonFinite`) or check the gathered weights."""
+    return non_finite_tensors(model.named_parameters())
+
+
+def non_finite_tensors(named: Iterable[tuple[str, torch.Tensor]]) -> list[str]:
+    """Names of the floating-point tensors of ``named`` holding a NaN or an infinity (a `DTensor`: its local shard,
+    which ``isfinite`` reads without a collective that the other processes would have to join)."""
+    local = [(name, t.to_local() if isinstance(t, DTensor) else t) for name, t in named]
+    local = [(name, t) for name, t in local if t.is_floating_point()]
+    if not local:
         return []
-    finite = torch.stack([torch.isfinite(p.detach()).all() for _, p in named]).cpu()  # one device sync
-    return [name for (name, _), ok in zip(named, finite.tolist()) if not ok]
+    finite = torch.stack([torch.isfinite(t.detach()).all() for _, t in local]).cpu()  # one device sync
+    return [name for (name, _), ok in zip(local, finite.tolist()) if not ok]
 
 
 def _plain(value: Any) -> Any:
@@ -334,14 +357,40 @@ def save_model_and_processor(model: PreTrainedModel, processor, folder: str | os
         processor.save_pretrained(folder)
 
 
+def gather_full_state_dict(trainer: Trainer) -> dict[str, torch.Tensor] | None:
+    """The full weights of a model the Trainer sharded (FSDP), on the main process (None on the others), or None
+    for a model every process holds whole. Every process must call it: the shards are gathered by collectives,
+    which a save on the main process alone would wait on forever (or, reading its own shards, write a part)."""
+    if not getattr(trainer, "is_fsdp_enabled", False):
+        return None
+    state_dict = trainer.accelerator.get_state_dict(trainer.model)
+    return state_dict if trainer.is_world_process_zero() else None
+
+
+def unsharded_copy(model: PreTrainedModel, state_dict: Mapping[str, torch.Tensor]) -> PreTrainedModel:
+    """A plain model of ``model``'s own class holding ``state_dict`` (the full weights of ``model``, sharded by FSDP).
+
+    FSDP2 turns a sharded model into an instance of a class made on the fly (``FSDP<Name>``, defined in torch's
+    own modules): saved as it is, config.json's ``auto_map`` would name that class in ``_fsdp_init`` and the folder
+    would hold torch's FSDP source files instead of the model's code, so it would not load with
+    ``trust_remote_code``.
+    """
+    cls = next(c for c in type(model).__mro__ if issubclass(c, PreTrainedModel) and not issubclass(c, FSDPModule))
+    plain = cls(model.config)
+    plain.load_state_dict(state_dict, strict=True)
+    return plain.eval()
+
+
 def save_hub_ready_folder(
     model: PreTrainedModel,
     output_dir: str | os.PathLike,
     metrics: dict[str, Any],
     model_card: str,
     processor=None,
+    state_dict: Mapping[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write ``model``, its processor, ``training_metrics.json`` and ``README.md`` into ``output_dir``.
+    """Write ``model`` (with ``state_dict`` as its weights when given: a sharded model's, gathered by
+    `gather_full_state_dict`), its processor, ``training_metrics.json`` and ``README.md`` into ``output_dir``.
 
     Everything is first written to a staging folder inside it; the marker of a finished folder
     (``training_metrics.json``) of an earlier run is removed before anything is moved in and the new one is moved
@@ -349,7 +398,7 @@ def save_hub_ready_folder(
     Checkpoint folders of the run are kept. A model with NaN or infinite weights is refused
     (`TrainingDivergedError`) and nothing is written.
     """
-    bad = non_finite_parameters(model)
+    bad = non_finite_parameters(model) if state_dict is None else non_finite_tensors(state_dict.items())
     if bad:
         raise TrainingDivergedError(
             f"The trained model has NaN or infinite weights ({', '.join(bad[:3])}): it is not saved as finished. "
@@ -361,7 +410,7 @@ def save_hub_ready_folder(
     output_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=output_dir))
     try:
-        save_model_and_processor(model, processor, staging)
+        save_model_and_processor(model if state_dict is None else unsharded_copy(model, state_dict), processor, staging)
         (staging / "README.md").write_text(model_card)
         (staging / FINAL_FILES_MARKER).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         (output_dir / FINAL_FILES_MARKER).unlink(missing_ok=True)

@@ -32,6 +32,7 @@ from .output_folder import (
     check_free_space,
     check_output_folder,
     check_run_matches,
+    gather_full_state_dict,
     output_folder_lock,
     run_record,
     save_hub_ready_folder,
@@ -122,16 +123,24 @@ def run_training(task_class: type[TrainingTask], argv: Sequence[str]) -> dict[st
         check_run_matches(record, args.resume_from_checkpoint)
         check_free_space(args, model)
 
-        trainer = Trainer(
-            model=model,
-            args=args,
-            train_dataset=task.prepare(train, training=True),
-            eval_dataset=task.prepare(validation if validation is not None else test, training=False),
-            processing_class=processor,
-            compute_metrics=accuracy_metric(),
-            callbacks=[StopOnNonFinite(), RecordRun(record)],
-            **task.trainer_options(processor),
-        )
+        try:
+            trainer = Trainer(
+                model=model,
+                args=args,
+                train_dataset=task.prepare(train, training=True),
+                eval_dataset=task.prepare(validation if validation is not None else test, training=False),
+                processing_class=processor,
+                compute_metrics=accuracy_metric(),
+                callbacks=[StopOnNonFinite(), RecordRun(record)],
+                **task.trainer_options(processor),
+            )
+        except (RuntimeError, ValueError) as err:  # accelerate's FSDP plugin without a GPU, the Trainer's `--fsdp`
+            # in one process: their own messages name neither the device nor the alternative
+            if fsdp_requested(args) and args.device.type == "cpu":
+                raise UsageError(fsdp_without_accelerator(args)) from err
+            raise
+        if fsdp_requested(args) and args.device.type == "cpu" and not trainer.is_fsdp_enabled:
+            raise UsageError(fsdp_without_accelerator(args))  # Accelerate fell back to data-parallel, silently
         metrics = {
             "dataset": task.dataset_name(train),
             "attention_type": model.config.attention_type,
@@ -159,6 +168,24 @@ def run_training(task_class: type[TrainingTask], argv: Sequence[str]) -> dict[st
     return metrics
 
 
+def fsdp_requested(args: TrainingArguments) -> bool:
+    """Whether the run was asked to shard the model: ``accelerate launch --use_fsdp`` (which says so through the
+    environment) or the Trainer's own ``--fsdp``."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" or bool(getattr(args, "fsdp", None))
+
+
+def fsdp_without_accelerator(args: TrainingArguments) -> str:
+    """Why a run that asked for FSDP is refused where Accelerate does not shard: on CPU, Accelerate (1.x) either
+    fails building its FSDP plugin or, with ``--fsdp_sync_module_states false`` or the Trainer's ``--fsdp``,
+    silently trains whole copies of the model data-parallel instead, which is not what was asked for."""
+    return (
+        f"FSDP was asked for (accelerate launch --use_fsdp, or --fsdp), but this run is on {args.device.type}, and "
+        "Accelerate shards a model only on GPUs or other accelerators (CUDA, XPU, NPU, MLU, MUSA, HPU): here it "
+        "would fail or silently train unsharded copies. Leave FSDP out on CPU (accelerate launch --multi_gpu "
+        "--num_processes N ... trains data-parallel, each process holding the whole model), or run on GPUs."
+    )
+
+
 def hub_dataset_id(source: str) -> str | None:
     """``source`` when it names a Hub dataset (``owner/name``, not a local path), for the card's ``datasets:``."""
     if "/" not in source or looks_local(source) or Path(source).exists():
@@ -175,13 +202,14 @@ def publish_run(trainer: Trainer, metrics: dict[str, Any], model_card: str, proc
     """
     from ..hub import push_from_trainer
 
+    state_dict = gather_full_state_dict(trainer)  # on every process: FSDP gathers the shards collectively
     if not trainer.is_world_process_zero():
         return
     output_dir = trainer.args.output_dir
     if trainer.args.push_to_hub:
         # A checkpoint push still uploading the folder in the background would pick up the staging folder too.
         trainer._finish_current_push()
-    save_hub_ready_folder(trainer.model, output_dir, metrics, model_card, processor)
+    save_hub_ready_folder(trainer.model, output_dir, metrics, model_card, processor, state_dict)
     print(summary_line(metrics, output_dir))
     if trainer.args.push_to_hub:
         commit = push_from_trainer(trainer, output_dir)

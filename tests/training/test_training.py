@@ -4,7 +4,6 @@ the image-classification pipeline, and 2 processes under `accelerate launch` (gl
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from transformers import (
 import hf_primaldual  # noqa: F401  (registers the Auto classes)
 from helpers import FIXTURES, SHARED_DATA
 from helpers import REPO_ROOT as REPO
+from helpers.training_runs import ACCELERATE, run_script
 from hf_primaldual.data.images import load_fashion_mnist
 
 pytestmark = pytest.mark.slow  # training runs, fresh interpreters, accelerate launch
@@ -33,15 +33,6 @@ SMALL_VIT = ["--hidden_size", "24", "--num_hidden_layers", "2", "--num_attention
              "--intermediate_size", "48", "--per_device_train_batch_size", "8"]
 HUB_READY_FILES = {"config.json", "model.safetensors", "README.md", "training_metrics.json",
                    "preprocessor_config.json", "attention.py"}
-
-
-def run_script(script: str, *args: str, launcher: list[str] | None = None, timeout: int = 400) -> dict:
-    command = [*(launcher or [sys.executable]), str(REPO / "scripts" / script), *args]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    summary_line = next(line for line in result.stdout.splitlines()[::-1] if line.startswith("{"))
-    return json.loads(summary_line)
 
 
 def test_timeseries_script_writes_a_hub_ready_folder_that_evaluates_the_same(tmp_path):
@@ -138,9 +129,7 @@ def test_two_processes_under_accelerate_match_one_process_in_quality(tmp_path):
               "--save_strategy", "no"]
     single = run_script("train_timeseries.py", "--output_dir", str(tmp_path / "one"), *epochs)
     # Without a GPU, accelerate turns a multi-process launch into MULTI_CPU with the gloo backend.
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                "--num_cpu_threads_per_process", "1", "--num_machines", "1", "--mixed_precision", "no",
-                "--dynamo_backend", "no"]
+    launcher = [*ACCELERATE, "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
     double = run_script(
         "train_timeseries.py", "--output_dir", str(tmp_path / "two"), *epochs,
         "--per_device_train_batch_size", "8", launcher=launcher, timeout=600,
