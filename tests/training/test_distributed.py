@@ -161,9 +161,10 @@ def test_documented_fsdp_launch_on_cpu_is_refused_with_the_reason(tmp_path):
     """On CPU, Accelerate cannot shard: the documented FSDP launch is stopped (exit 2 from each process) with the
     reason and the data-parallel alternative, and nothing is saved as finished."""
     folder = tmp_path / "run"
-    launcher = [*ACCELERATE, "--use_fsdp", "--num_processes", "2", "--num_machines", "1",
-                "--fsdp_sharding_strategy", "FULL_SHARD", "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP",
-                "--fsdp_transformer_layer_cls_to_wrap", "PrimalDualViTLayer"]
+    # docs/TRAINING.md's FSDP command, with 2 processes instead of 8
+    launcher = [*ACCELERATE, "--use_fsdp", "--fsdp_version", "2", "--num_processes", "2", "--num_machines", "1",
+                "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP", "--fsdp_transformer_layer_cls_to_wrap",
+                "PrimalDualViTLayer"]
     code, out, err = finish(start_script("train_image.py", *IMAGE.args, "--output_dir", str(folder),
                                          launcher=launcher), timeout=300)
     assert code != 0
