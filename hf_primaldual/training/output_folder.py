@@ -375,6 +375,8 @@ def unsharded_copy(model: PreTrainedModel, state_dict: Mapping[str, torch.Tensor
     would hold torch's FSDP source files instead of the model's code, so it would not load with
     ``trust_remote_code``.
     """
+    if not isinstance(model, PreTrainedModel):  # FSDP1 (deprecated) wraps the model, where FSDP2 changes its class
+        model = model.module
     cls = next(c for c in type(model).__mro__ if issubclass(c, PreTrainedModel) and not issubclass(c, FSDPModule))
     plain = cls(model.config)
     plain.load_state_dict(state_dict, strict=True)
