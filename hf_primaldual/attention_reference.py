@@ -196,11 +196,13 @@ def check_layout(length: int, layout: TokenLayout) -> None:
 def slot_count(length: int, scale: int, layout: TokenLayout) -> int:
     """The number of pooled slots of ``length`` tokens (prefix tokens included), in integer arithmetic only, so that
     it holds for a symbolic length too (torch.export with a dynamic sequence axis)."""
+    # ceil(n / s) as (n + s - 1) // s, not -(-n // s): ONNX's integer Div truncates towards zero, so an exported
+    # floor division of a negative length is one slot short at odd lengths
     prefix = layout.num_prefix_tokens
     if layout.grid is None:
-        return prefix + -(-(length - prefix) // scale)
+        return prefix + (length - prefix + scale - 1) // scale
     height, width = layout.grid
-    return prefix + -(-height // scale) * -(-width // scale)
+    return prefix + (height + scale - 1) // scale * ((width + scale - 1) // scale)
 
 
 def slot_of_token(length: int, scale: int, layout: TokenLayout, device: torch.device) -> torch.Tensor:
