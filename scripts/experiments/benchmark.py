@@ -1042,6 +1042,99 @@ def _cpu_dropout_targets(rows: list[dict]) -> list[tuple[str, float, float, bool
 # ------------------------------------------------------------------------------------------------------------------
 
 
+def _padded_series_inputs(settings: Settings, length: int, channels: int, num_labels: int) -> dict[str, torch.Tensor]:
+    """:func:`_series_inputs` with a padding mask: every other series padded over its last quarter."""
+    inputs = _series_inputs(settings, length, channels, num_labels)
+    mask = torch.ones(settings.series_batch, length, dtype=torch.long)
+    mask[::2, length - max(1, length // 4):] = 0
+    return {**inputs, "attention_mask": mask}
+
+
+def benchmark_compiled_training(
+    settings: Settings = Settings(),
+    attention_types: Iterable[str] = ALL_TYPES,
+    clock: str = "wall",
+    log: Callable[[str], None] = print,
+) -> list[dict]:
+    """The time-series classifier's training step (forward, backward, AdamW), eager against ``torch.compile``
+    (inductor) of the same model, per type, round-robin in one process, at the first UEA grid set's shape
+    (JapaneseVowels: 29 steps, 12 channels, 9 classes; the README's main job) with the protocol's model, attention
+    dropout 0.1 and a padding mask (every other series padded over its last quarter).
+
+    One row per type: ``eager_ms``, ``compiled_ms``, their spreads, ``compile_s`` and ``speedup`` (eager time over
+    compiled time: > 1, compiling pays).
+    """
+    s = settings
+    _, length, channels, classes = s.uea_shapes[0]
+    attention_types = list(attention_types)
+    models = {t: _series_classifier(s, t, length, channels, num_labels=classes) for t in attention_types}
+    inputs = _padded_series_inputs(s, length, channels, classes)
+    torch._dynamo.reset()
+    results = _time_models(models, inputs, s, clock, compiled_names=attention_types)
+    rows = []
+    for t in attention_types:
+        eager, compiled = results[t], results[f"{t} (compiled)"]
+        rows.append({"attention_type": t, "length": length, "channels": channels, "batch": s.series_batch,
+                     "eager_ms": eager["step_ms"], "eager_spread": eager["spread"],
+                     "compiled_ms": compiled["step_ms"], "compiled_spread": compiled["spread"],
+                     "compile_s": compiled["compile_s"], "speedup": eager["step_ms"] / compiled["step_ms"]})
+    log("compiled training: " + ", ".join(f"{r['attention_type']} {r['speedup']:.2f}x" for r in rows))
+    return rows
+
+
+def benchmark_onnxruntime(
+    settings: Settings = Settings(),
+    attention_types: Iterable[str] = ("softmax", "bn"),
+    clock: str = "wall",
+    log: Callable[[str], None] = print,
+) -> list[dict]:
+    """Inference of the time-series classifier (eval mode, a batch of ``settings.series_batch`` series with a
+    padding mask) at the first UEA grid set's shape, eager PyTorch (``torch.inference_mode``) against ONNX Runtime
+    (CPU, as many threads as torch) on its export (:func:`hf_primaldual.export.export_onnx`), round-robin in one
+    process. One row per type: ``torch_ms``, ``onnxruntime_ms``, spreads, ``speedup`` (torch time over ONNX
+    Runtime's) and ``max_abs_diff`` of the logits."""
+    import tempfile
+
+    import numpy as np
+    import onnxruntime
+
+    from hf_primaldual.export import export_onnx
+
+    s = settings
+    _, length, channels, classes = s.uea_shapes[0]
+    inputs = _padded_series_inputs(s, length, channels, classes)
+    inputs.pop("labels")
+    arrays = {name: tensor.numpy() for name, tensor in inputs.items()}
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        calls, diffs = {}, {}
+        for t in attention_types:
+            model = _series_classifier(s, t, length, channels, num_labels=classes).eval()
+            path = export_onnx(model, inputs, Path(folder) / f"{t}.onnx")
+            session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+            def eager(model=model):
+                with torch.inference_mode():
+                    return model(**inputs).logits
+
+            calls[f"{t} torch"] = eager
+            calls[f"{t} onnxruntime"] = lambda session=session: session.run(["logits"], arrays)
+            diffs[t] = float(np.abs(session.run(["logits"], arrays)[0] - eager().numpy()).max())
+        samples = interleaved_times(calls, s.model_repeats, warmup=2, clock=clock, min_timing_s=s.min_timing_s)
+    for t in attention_types:
+        torch_s, ort_s = samples[f"{t} torch"], samples[f"{t} onnxruntime"]
+        rows.append({"attention_type": t, "length": length, "channels": channels, "batch": s.series_batch,
+                     "torch_ms": 1e3 * _median(torch_s), "torch_spread": _spread(torch_s),
+                     "onnxruntime_ms": 1e3 * _median(ort_s), "onnxruntime_spread": _spread(ort_s),
+                     "speedup": _median(torch_s) / _median(ort_s), "max_abs_diff": diffs[t]})
+    log("onnxruntime: " + ", ".join(f"{r['attention_type']} {r['speedup']:.2f}x" for r in rows))
+    return rows
+
+
+
 def _explain(function: Callable, *args, **kwargs) -> dict:
     torch._dynamo.reset()
     explanation = torch._dynamo.explain(function)(*args, **kwargs)
@@ -1324,7 +1417,8 @@ def plot_attention(rows: list[dict], output_dir: Path) -> list[Path]:
 # The run
 # ------------------------------------------------------------------------------------------------------------------
 
-SECTIONS = ("vit", "stock", "attention", "dropout", "timeseries", "uea", "cpu_dropout", "compile")
+SECTIONS = ("vit", "stock", "attention", "dropout", "timeseries", "uea", "cpu_dropout", "compile",
+            "compiled_training", "onnxruntime")
 
 
 def _machine(settings: Settings, clock: str, smoke: bool, command: str, load_before: str) -> dict:
@@ -1402,6 +1496,11 @@ def run(
         results["cpu_dropout"] = benchmark_cpu_dropout_kernel(settings, clock, log)
     if "compile" in sections:
         results["graph_breaks"] = check_graph_breaks(attention_types, log, settings)
+    if "compiled_training" in sections:
+        results["compiled_training"] = benchmark_compiled_training(settings, attention_types, clock, log)
+    if "onnxruntime" in sections:
+        results["onnxruntime"] = benchmark_onnxruntime(
+            settings, [t for t in attention_types if t in ("softmax", "bn")] or attention_types[:1], clock, log)
     results["machine"]["load_after"] = _load()
     results["targets"] = targets(results)
     results["plots"] = [str(p) for p in plot_attention(results["attention"], output_dir)] if results.get(
@@ -1436,7 +1535,7 @@ def main(argv: list[str] | None = None, prog: str = "python scripts/benchmark.py
     parser.add_argument("--max_length", "--max-length", type=int, default=None, help="longest attention length")
     args = parser.parse_args(argv)
     if args.sections is None:
-        args.sections = [s for s in SECTIONS if not (args.smoke and s == "compile")]
+        args.sections = [s for s in SECTIONS if not (args.smoke and s in ("compile", "compiled_training"))]
     settings = (Settings.smoke if args.smoke else Settings)(device=args.device, dtype=args.dtype)
     if args.repeats:
         settings = replace(settings, model_repeats=args.repeats, attention_repeats=args.repeats)
