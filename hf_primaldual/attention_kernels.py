@@ -133,12 +133,18 @@ _flash_attention_cpu = getattr(torch.ops.aten, "_scaled_dot_product_flash_attent
 _flash_attention_cpu_backward = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
 
 
+# Above this head dim the compiled kernel (one query row per pass over K and V) is slower than PyTorch's math
+# kernel with dropout (0.7x at 64, 1.15x at 32, 1.9x at 16, N = 512; docs/PERFORMANCE.md).
+_CPU_DROPOUT_KERNEL_MAX_HEAD_DIM = 32
+
+
 def _cpu_dropout_kernel_available(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> bool:
     # Under torch.compile only a kernel already loaded is used (building it is no code to trace).
     return (
         cpu_attention is not None
         and FAST_PATHS.cpu_dropout_kernel
         and FAST_PATHS.fused_cpu_dropout
+        and max(query.shape[-1], value.shape[-1]) <= _CPU_DROPOUT_KERNEL_MAX_HEAD_DIM
         and all(t.device.type == "cpu" and t.dtype in cpu_attention.DTYPES and t.dtype == query.dtype
                 for t in (query, key, value))
         and (cpu_attention.kernel_loaded() if torch.compiler.is_compiling() else cpu_attention.kernel_available())

@@ -282,6 +282,14 @@ def test_stock_models_attention_dropout_runs_the_kernel():
     assert OP in {event.name for event in profile.events()}
 
 
+def test_large_head_dims_keep_the_path_before():
+    """Above head dim 32 PyTorch's kernels are the faster ones (docs/PERFORMANCE.md): the kernel is not called."""
+    q, k, v = inputs(batch=2, heads=2, n_q=192, n_k=192, dim=33, dim_v=33, dtype=torch.float32)
+    with torch.profiler.profile() as profile:
+        primal_dual_attention(q, k, v, family_options("softmax"), dropout_p=0.1)
+    assert OP not in {event.name for event in profile.events()}
+
+
 def test_where_the_kernel_cannot_be_built_the_fallback_runs(monkeypatch, tmp_path):
     """No source (a remote-code copy of the module) or the environment switch: not available, with the reason; the
     family's dropout then takes the fused-kernel path."""
