@@ -1030,7 +1030,7 @@ def _cpu_dropout_targets(rows: list[dict]) -> list[tuple[str, float, float, bool
          step.get(("series", "nn.TransformerEncoder, dropout 0.1"), float("nan")) / kernel, 5.0, True),
         ("series: softmax step / sh (1,1,1,2,2,2,4,4) step, dropout 0.1",
          kernel / step.get(("series", "sh 1,1,1,2,2,2,4,4, dropout 0.1"), float("nan")), 1.8, True),
-        ("bert N=512, dropout 0.1: sdpa step / primaldual_softmax step",
+        ("bert-small (the stock section's first text size), dropout 0.1: sdpa step / primaldual_softmax step",
          step.get(("bert", STOCK_REFERENCE), float("nan")) / step.get(("bert", PREFIX + "softmax"), float("nan")),
          1.15, True),
     ]
