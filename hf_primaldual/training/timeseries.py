@@ -57,7 +57,10 @@ def timeseries_trainer_options(
     """The `Trainer` keywords of the time-series protocol: rows collated by ``feature_extractor``, RAdam with
     ``args``' learning rate and weight decay."""
     return {
-        "data_collator": DataCollatorForTimeSeriesClassification(feature_extractor),
+        # compiled: every batch padded to the model's length, one shape (padding to each batch's longest series
+        # made inductor recompile per length, minutes each on a CPU)
+        "data_collator": DataCollatorForTimeSeriesClassification(
+            feature_extractor, padding="max_length" if args.torch_compile else "longest"),
         "optimizer_cls_and_kwargs": (torch.optim.RAdam, {"lr": args.learning_rate, "weight_decay": args.weight_decay}),
     }
 
