@@ -78,9 +78,10 @@ def test_reproduce_uea_goes_on_from_an_interrupted_run(tmp_path):
     from that checkpoint, and its best epoch is taken over both epochs."""
     data_dir = str(REPO / "hf_primaldual" / "resources")
     interrupted = tmp_path / "work" / "JapaneseVowels-softmax-seed0-2ep"
-    # the run's own settings (softmax): a checkpoint of other model settings is refused, not resumed
+    # the run's own settings (softmax, seed 0): a checkpoint of other model settings or training arguments is
+    # refused, not resumed
     run("train_timeseries.py", "--data_dir", data_dir, "--output_dir", str(interrupted), "--num_train_epochs", "1",
-        "--save_strategy", "epoch", "--attention_type", "softmax", *TINY_TIMESERIES)
+        "--save_strategy", "epoch", "--attention_type", "softmax", "--seed", "0", *TINY_TIMESERIES)
     assert (interrupted / "checkpoint-17").is_dir()
     output = run("reproduce_uea.py", "--data_dir", data_dir, "--datasets", "JapaneseVowels", "--types", "softmax",
                  "--seeds", "0", "--epochs", "2", "--results", str(tmp_path / "runs.jsonl"), "--report_dir",

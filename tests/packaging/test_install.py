@@ -47,6 +47,7 @@ CONSOLE_SCRIPTS = {
     "hf-primaldual-evaluate",
     "hf-primaldual-push",
     "hf-primaldual-convert",
+    "hf-primaldual-demo",
 }
 #: What the build must not see: git's and the tools' folders, run outputs, earlier builds.
 NOT_COPIED = shutil.ignore_patterns(
