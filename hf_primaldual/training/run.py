@@ -21,9 +21,8 @@ from typing import Any, ClassVar
 import datasets
 from transformers import HfArgumentParser, PreTrainedModel, Trainer, TrainingArguments, set_seed
 
-from ..data.locations import looks_local
 from ..data.timeseries import TimeSeriesDataError
-from ..hub import EvaluationRow, render_model_card
+from ..hub import EvaluationRow, hub_id, render_model_card
 from .arguments import UsageError
 from .output_folder import (
     RecordRun,
@@ -187,10 +186,9 @@ def fsdp_without_accelerator(args: TrainingArguments) -> str:
 
 
 def hub_dataset_id(source: str) -> str | None:
-    """``source`` when it names a Hub dataset (``owner/name``, not a local path), for the card's ``datasets:``."""
-    if "/" not in source or looks_local(source) or Path(source).exists():
-        return None
-    return source
+    """``source`` when it names a Hub dataset (``owner/name``, not a local path; a bare name is a UEA problem),
+    for the card's ``datasets:``."""
+    return hub_id(source) if "/" in source else None
 
 
 def publish_run(trainer: Trainer, metrics: dict[str, Any], model_card: str, processor) -> None:
