@@ -19,6 +19,7 @@ from hf_primaldual.attention_kernels import (
     softmax_attention_with_dropout,
 )
 from hf_primaldual.attention import primal_dual_attention
+from hf_primaldual.attention_reference import elu_feature_map
 from helpers.reference_attention import reference_attention, reference_probabilities
 
 ALL_TYPES = list(ATTENTION_TYPES)
@@ -228,6 +229,25 @@ def test_constant_key_features_and_large_inputs_stay_finite_in_every_precision(a
     assert_close_on_real_queries(output.float(), reference, key_mask, atol=tolerance * 5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_the_linear_feature_map_is_elu_plus_one_with_its_gradient(dtype):
+    """Written out (for the compiled backward), it must stay elu(x) + 1 (computed in float64): values and
+    gradients, with a transposed input as the attention gives it, finite where exp would overflow."""
+    points = torch.cat([torch.linspace(-100, 100, 399, dtype=torch.float64),
+                        torch.tensor([0.0, -0.0, 1e-30, -1e-30, 88.0, 89.0], dtype=torch.float64)])
+    points = points.reshape(9, 45).t()
+    x = points.to(dtype).requires_grad_()
+    exact_input = x.detach().double().requires_grad_()  # the same (rounded) points
+    grad = torch.rand_like(exact_input)
+    output = elu_feature_map(x)
+    expected = torch.nn.functional.elu(exact_input) + 1.0
+    (output * grad.to(dtype)).sum().backward()
+    (expected * grad).sum().backward()
+    torch.testing.assert_close(output, expected.to(dtype))
+    torch.testing.assert_close(x.grad, exact_input.grad.to(dtype))
+    assert torch.isfinite(x.grad).all() and (output[points > -80] > 0).all()  # exp(-100) underflows bfloat16
+
+
 def test_local_window_does_not_compose_with_bn_or_sh():
     with pytest.raises(ValueError, match="local_window kernel.*does not compose"):
         AttentionSpec("local_window", batch_norm=True)
@@ -301,15 +321,19 @@ def test_attention_dropout_additive_mask_is_the_keep_mask_as_zero_and_minus_infi
 
 @pytest.mark.parametrize("attention_type", ["softmax", "bn", "sh", "bn_sh", "sparse"])
 def test_training_attention_dropout_is_unbiased(attention_type):
-    """Averaged over many dropout masks, training-mode attention equals the attention without dropout."""
+    """Averaged over many dropout masks, training-mode attention equals the attention without dropout. The draws
+    are a batch of copies of one input (every batch item draws its own mask) and a few calls."""
     q, k, v = random_qkv(batch=1, length=12)
     key_mask = padding_mask(1, 12, [10])
     options = options_for(attention_type)
     expected, _ = primal_dual_attention(q, k, v, options, key_mask)
+    copies = 500
+    q, k, v = (x.expand(copies, -1, -1, -1) for x in (q, k, v))
     torch.manual_seed(0)
-    draws = torch.stack([primal_dual_attention(q, k, v, options, key_mask, dropout_p=0.2)[0] for _ in range(3000)])
-    assert not torch.equal(draws[0], draws[1])
-    assert_close_on_real_queries(draws.mean(0), expected.double(), key_mask, atol=0.04)
+    draws = torch.cat([primal_dual_attention(q, k, v, options, key_mask.expand(copies, -1), dropout_p=0.2)[0]
+                       for _ in range(6)])
+    assert not torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[copies])
+    assert_close_on_real_queries(draws.mean(0, keepdim=True), expected.double(), key_mask, atol=0.04)
 
 
 def test_cpu_attention_dropout_runs_through_the_fused_kernel():

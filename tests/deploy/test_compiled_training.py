@@ -65,15 +65,7 @@ def test_masked_batch_norm_in_half_precision_keeps_float32_statistics():
 # function); on the others the types that cover their remaining paths (grid pooling, BN, the window, the causal
 # mask), to keep the suite's time down. A causal model's queries see different keys: SH and the linear kernel's BN
 # are refused there (eagerly too).
-#: Found failing after the round's last changes (not yet diagnosed): the compiled backward of the plain linear
-#: kernel with a padding mask views a non-contiguous gradient ("view size is not compatible"). The graph has no
-#: break; the backward fails at run time. Strict: the test says when it is fixed.
-_LINEAR_BACKWARD = pytest.mark.xfail(strict=True, raises=RuntimeError,
-                                     reason="compiled backward of the padded linear kernel: view of a non-contiguous grad")
-CASES = [
-    pytest.param(build, t, marks=_LINEAR_BACKWARD) if t in ("linear", "linear_bn") else (build, t)
-    for build in (timeseries, stock_bert) for t in TYPES
-] + [
+CASES = [(build, t) for build in (timeseries, stock_bert) for t in TYPES] + [
     (vit, "bn_sh"), (vit, "linear_bn_sh"), (vit, "sparse"), (stock_vit, "bn_sh"), (stock_vit, "linear_sh"),
     (stock_llama, "bn"), (stock_llama, "linear"), (stock_llama, "sparse")]
 
@@ -81,8 +73,7 @@ CASES = [
 @pytest.mark.slow  # 26 dynamo + AOTAutograd traces, 5-15 s each on 2 shared cores
 @pytest.mark.parametrize(
     ("build", "attention_type"), CASES,
-    ids=[f"{(c.values if hasattr(c, 'values') else c)[0].__name__}-{(c.values if hasattr(c, 'values') else c)[1]}"
-         for c in CASES],
+    ids=[f"{build.__name__}-{attention_type}" for build, attention_type in CASES],
 )
 def test_a_training_step_compiles_into_one_graph(build, attention_type):
     """fullgraph=True refuses any graph break; AOTAutograd traces the backward from the same graph, which fails on
