@@ -108,10 +108,13 @@ def local_window_kernel(
 
 def elu_feature_map(x: torch.Tensor) -> torch.Tensor:
     """``Phi(x) = elu(x) + 1``: positive features, so that ``Phi(q)^T Phi(k)`` is a valid similarity."""
-    # elu(x) + 1 is x + 1 above zero and exp(x) below, written out: aten's elu_backward lays out its result unlike
-    # its fake-tensor meta when the gradient and the input are strided differently, which breaks AOTAutograd's
-    # compiled backward (a view of the wrong layout). The clamp keeps the unused branch finite for the gradient.
-    return torch.where(x > 0, x + 1.0, torch.exp(x.clamp_max(0.0)))
+    if torch.compiler.is_compiling():
+        # Written out for the compiler, which fuses it: aten's elu_backward lays out its result unlike its
+        # fake-tensor meta when the gradient and the input are strided differently, so AOTAutograd's compiled
+        # backward viewed a gradient of the wrong layout. Eagerly, elu's own kernels are 1.7x faster than this.
+        # The clamp keeps the unused branch finite for the gradient.
+        return torch.where(x > 0, x + 1.0, torch.exp(x.clamp_max(0.0)))
+    return F.elu(x) + 1.0
 
 
 def linear_kernel(query: torch.Tensor, key: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
