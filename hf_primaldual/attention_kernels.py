@@ -133,9 +133,9 @@ _flash_attention_cpu = getattr(torch.ops.aten, "_scaled_dot_product_flash_attent
 _flash_attention_cpu_backward = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
 
 
-# Above this head dim the compiled kernel (one query row per pass over K and V) is slower than PyTorch's math
-# kernel with dropout (0.7x at 64, 1.15x at 32, 1.9x at 16, N = 512; docs/PERFORMANCE.md).
-_CPU_DROPOUT_KERNEL_MAX_HEAD_DIM = 32
+# The largest head dim at which the compiled kernel was measured faster than PyTorch's math kernel with dropout
+# (its GEMM-blocked path; docs/PERFORMANCE.md); above it the path before the kernel runs.
+_CPU_DROPOUT_KERNEL_MAX_HEAD_DIM = 256
 
 
 def _cpu_dropout_kernel_available(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> bool:

@@ -9,6 +9,10 @@ the same stream. Each 16-bit lane of the generator's output decides one entry, s
 rounded to a multiple of 2**-16 (:func:`dropout_probability`; 0.1 -> 0.100006), the same rounding as the NumPy
 path of :mod:`.attention_kernels`.
 
+Small head dims take the kernel's row path (one query row per pass over the head's transposed K and V); from head
+dim 12 its blocked path runs, 64 query rows at a time with the products by K and V done by BLAS GEMMs. Both draw
+the same mask.
+
 The extension is compiled on first use with ``torch.utils.cpp_extension.load`` (a C++ compiler and ninja are
 needed; about a minute) and cached under the torch extensions directory (``TORCH_EXTENSIONS_DIR``), one build per
 CPU capability that PyTorch reports (AVX2 and above: AVX2 + FMA code; otherwise portable code). Where it cannot be

@@ -5,11 +5,14 @@
 //
 //   out_i = sum_j (softmax_j(scale q_i . k_j) * keep_ij / (1 - p)) v_j,   lse_i = log sum_j exp(scale q_i . k_j)
 //
-// One query row is the tile: its scores over every key (N_k values) stay in L1/L2, with K and V transposed to
-// (D, N_k) per (batch, head) so that every inner loop runs over keys, contiguous and vectorised (at::vec). For the
-// head dims of this family (8 to 64) a head's K^T and V^T fit in L2, so the exact two-pass softmax of a row costs no
-// more than an online one. Parallel over batch x heads (at::parallel_for); float32 and bfloat16 accumulate in
-// float32, float64 in float64.
+// Two paths, one mask (each query row's keep multipliers come from keep_multipliers, whichever path runs):
+// - the row path, for the small head dims: one query row is the tile, its scores over every key (N_k values) in
+//   L1/L2, with K and V transposed to (D, N_k) per (batch, head) so that every inner loop runs over keys,
+//   contiguous and vectorised (at::vec). A head's K^T and V^T then stay in L1, and the exact two-pass softmax of a
+//   row costs no more than an online one.
+// - the blocked path, from head dim blocked_min_head_dim: kBlockRows query rows at a time, the products with K and
+//   V done by BLAS GEMMs, the softmax and the mask row by row in between.
+// Parallel over batch x heads (at::parallel_for); float32 and bfloat16 accumulate in float32, float64 in float64.
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
@@ -279,32 +282,78 @@ Sizes sizes_of(const at::Tensor& query, const at::Tensor& key, const at::Tensor&
                padded_length<acc_t>(key.size(2))};
 }
 
+// The mask's bias row for query i: per query, or the head's one row where the mask does not vary over queries.
+template <typename acc_t>
+struct BiasRows {
+  BiasRows(const Sizes& sizes, const MaskView& mask) : sizes(sizes), mask(mask), row(sizes.padded) {}
+
+  void at_head(int64_t b, int64_t h) {
+    this->b = b;
+    this->h = h;
+    per_query = mask.data != nullptr && mask.stride_q != 0;
+    if (!per_query) fill_bias<acc_t>(mask, b, h, 0, sizes.n_k, sizes.padded, row.data());
+  }
+
+  const acc_t* at_query(int64_t i) {
+    if (per_query) fill_bias<acc_t>(mask, b, h, i, sizes.n_k, sizes.padded, row.data());
+    return row.data();
+  }
+
+  const Sizes& sizes;
+  const MaskView& mask;
+  std::vector<acc_t> row;
+  int64_t b = 0, h = 0;
+  bool per_query = false;
+};
+
 // One (batch, head)'s keys and values transposed to padded (D, N_k_padded) rows, and the mask's bias row for a query.
 template <typename scalar_t, typename acc_t>
 struct HeadRows {
   HeadRows(const Sizes& sizes, const MaskView& mask)
-      : sizes(sizes), mask(mask), key_t(sizes.dim * sizes.padded), value_t(sizes.dim_v * sizes.padded),
-        bias(sizes.padded) {}
+      : sizes(sizes), key_t(sizes.dim * sizes.padded), value_t(sizes.dim_v * sizes.padded), bias(sizes, mask) {}
 
   void load(const at::TensorAccessor<scalar_t, 2>& key, const at::TensorAccessor<scalar_t, 2>& value, int64_t b,
             int64_t h) {
     transpose_into<scalar_t, acc_t>(key, key_t.data(), sizes.padded);
     transpose_into<scalar_t, acc_t>(value, value_t.data(), sizes.padded);
-    this->b = b;
-    this->h = h;
-    bias_per_query = mask.data != nullptr && mask.stride_q != 0;
-    if (!bias_per_query) fill_bias<acc_t>(mask, b, h, 0, sizes.n_k, sizes.padded, bias.data());
-  }
-
-  void at_query(int64_t i) {
-    if (bias_per_query) fill_bias<acc_t>(mask, b, h, i, sizes.n_k, sizes.padded, bias.data());
+    bias.at_head(b, h);
   }
 
   const Sizes& sizes;
+  std::vector<acc_t> key_t, value_t;
+  BiasRows<acc_t> bias;
+};
+
+// A call's tensors and sizes: its forward and backward, on the row path and on the blocked path, each run a range of
+// the (batch x head) indices. out is the forward's output (written by the forward, read by the backward).
+template <typename scalar_t, typename acc_t>
+struct Call {
+  Call(const at::Tensor& grad_output, const at::Tensor& query, const at::Tensor& key, const at::Tensor& value,
+       const at::Tensor& output, const at::Tensor& lse, const MaskView& mask, double scale, const Dropout& dropout,
+       const at::Tensor& grad_query, const at::Tensor& grad_key, const at::Tensor& grad_value)
+      : z(sizes_of<acc_t>(query, key, value)), mask(mask), scale(scale), dropout(dropout),
+        q(query.accessor<scalar_t, 4>()), k(key.accessor<scalar_t, 4>()), v(value.accessor<scalar_t, 4>()),
+        out(output.accessor<scalar_t, 4>()), g(grad_output.accessor<scalar_t, 4>()),
+        gq(grad_query.accessor<scalar_t, 4>()), gk(grad_key.accessor<scalar_t, 4>()),
+        gv(grad_value.accessor<scalar_t, 4>()), log_sum_exp(lse.accessor<acc_t, 3>()) {}
+
+  // The forward's: no gradients (their accessors view the output, unused).
+  Call(const at::Tensor& query, const at::Tensor& key, const at::Tensor& value, const MaskView& mask, double scale,
+       const Dropout& dropout, const at::Tensor& output, const at::Tensor& lse)
+      : Call(output, query, key, value, output, lse, mask, scale, dropout, output, output, output) {}
+
+  void forward_rows(int64_t begin, int64_t end);
+  void forward_blocks(int64_t begin, int64_t end);
+  void backward_rows(int64_t begin, int64_t end);
+  void backward_blocks(int64_t begin, int64_t end);
+
+  const Sizes z;
   const MaskView& mask;
-  std::vector<acc_t> key_t, value_t, bias;
-  int64_t b = 0, h = 0;
-  bool bias_per_query = false;
+  const double scale;
+  const Dropout& dropout;
+  at::TensorAccessor<scalar_t, 4> q, k, v, out, g, gq, gk, gv;
+  at::TensorAccessor<acc_t, 3> log_sum_exp;
+  static constexpr acc_t minus_infinity = -std::numeric_limits<acc_t>::infinity();
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -312,62 +361,51 @@ struct HeadRows {
 // ---------------------------------------------------------------------------------------------------------------
 
 template <typename scalar_t, typename acc_t>
-void forward_kernel(const at::Tensor& query, const at::Tensor& key, const at::Tensor& value, const MaskView& mask,
-                    double scale, const Dropout& dropout, at::Tensor& output, at::Tensor& lse) {
+void Call<scalar_t, acc_t>::forward_rows(int64_t begin, int64_t end) {
   using Vec = Vectorized<acc_t>;
-  const Sizes z = sizes_of<acc_t>(query, key, value);
-  const auto q = query.accessor<scalar_t, 4>();
-  const auto k = key.accessor<scalar_t, 4>();
-  const auto v = value.accessor<scalar_t, 4>();
-  auto out = output.accessor<scalar_t, 4>();
-  auto log_sum_exp = lse.accessor<acc_t, 3>();
-  const acc_t minus_infinity = -std::numeric_limits<acc_t>::infinity();
-
-  at::parallel_for(0, z.batch * z.heads, 1, [&](int64_t begin, int64_t end) {
-    HeadRows<scalar_t, acc_t> rows(z, mask);
-    std::vector<acc_t> scores(z.padded), multiplier(z.padded), query_row(z.dim);
-    std::vector<uint32_t> words(4 * calls_per_row(z.n_k));
-    for (int64_t bh = begin; bh < end; ++bh) {
-      const int64_t b = bh / z.heads, h = bh % z.heads;
-      rows.load(k[b][h], v[b][h], b, h);
-      for (int64_t i = 0; i < z.n_q; ++i) {
-        rows.at_query(i);
-        for (int64_t d = 0; d < z.dim; ++d) query_row[d] = static_cast<acc_t>(q[b][h][i][d]) * static_cast<acc_t>(scale);
-        combine_rows<acc_t>(query_row.data(), rows.key_t.data(), z.dim, z.padded, rows.bias.data(), scores.data(), z.padded);
-        Vec maximum(minus_infinity);
-        for (int64_t j = 0; j < z.padded; j += Vec::size()) maximum = at::vec::maximum(maximum, Vec::loadu(&scores[j]));
-        const acc_t row_max = at::vec::vec_reduce_all<acc_t>([](Vec& x, Vec& y) { return at::vec::maximum(x, y); },
-                                                             maximum);
-        if (row_max == minus_infinity) {  // no key allowed: output 0 (and no gradient)
-          for (int64_t d = 0; d < z.dim_v; ++d) out[b][h][i][d] = scalar_t(0);
-          log_sum_exp[b][h][i] = minus_infinity;
-          continue;
-        }
-        Vec sum(acc_t(0));
-        const Vec shift(row_max);
+  HeadRows<scalar_t, acc_t> rows(z, mask);
+  std::vector<acc_t> scores(z.padded), multiplier(z.padded), query_row(z.dim);
+  std::vector<uint32_t> words(4 * calls_per_row(z.n_k));
+  for (int64_t bh = begin; bh < end; ++bh) {
+    const int64_t b = bh / z.heads, h = bh % z.heads;
+    rows.load(k[b][h], v[b][h], b, h);
+    for (int64_t i = 0; i < z.n_q; ++i) {
+      const acc_t* bias = rows.bias.at_query(i);
+      for (int64_t d = 0; d < z.dim; ++d) query_row[d] = static_cast<acc_t>(q[b][h][i][d]) * static_cast<acc_t>(scale);
+      combine_rows<acc_t>(query_row.data(), rows.key_t.data(), z.dim, z.padded, bias, scores.data(), z.padded);
+      Vec maximum(minus_infinity);
+      for (int64_t j = 0; j < z.padded; j += Vec::size()) maximum = at::vec::maximum(maximum, Vec::loadu(&scores[j]));
+      const acc_t row_max = at::vec::vec_reduce_all<acc_t>([](Vec& x, Vec& y) { return at::vec::maximum(x, y); },
+                                                           maximum);
+      if (row_max == minus_infinity) {  // no key allowed: output 0 (and no gradient)
+        for (int64_t d = 0; d < z.dim_v; ++d) out[b][h][i][d] = scalar_t(0);
+        log_sum_exp[b][h][i] = minus_infinity;
+        continue;
+      }
+      Vec sum(acc_t(0));
+      const Vec shift(row_max);
+      for (int64_t j = 0; j < z.padded; j += Vec::size()) {
+        const Vec e = vexp<acc_t>(Vec::loadu(&scores[j]) - shift);
+        e.store(&scores[j]);
+        sum = sum + e;
+      }
+      const acc_t total = at::vec::vec_reduce_all<acc_t>([](Vec& x, Vec& y) { return x + y; }, sum);
+      log_sum_exp[b][h][i] = row_max + std::log(total);
+      const Vec inverse(acc_t(1) / total);
+      if (dropout.active) {
+        keep_multipliers<acc_t>(dropout, b, h, i, z.n_k, multiplier.data(), words.data());
+        for (int64_t j = z.n_k; j < z.padded; ++j) multiplier[j] = acc_t(0);
         for (int64_t j = 0; j < z.padded; j += Vec::size()) {
-          const Vec e = vexp<acc_t>(Vec::loadu(&scores[j]) - shift);
-          e.store(&scores[j]);
-          sum = sum + e;
+          (Vec::loadu(&scores[j]) * Vec::loadu(&multiplier[j]) * inverse).store(&scores[j]);
         }
-        const acc_t total = at::vec::vec_reduce_all<acc_t>([](Vec& x, Vec& y) { return x + y; }, sum);
-        log_sum_exp[b][h][i] = row_max + std::log(total);
-        const Vec inverse(acc_t(1) / total);
-        if (dropout.active) {
-          keep_multipliers<acc_t>(dropout, b, h, i, z.n_k, multiplier.data(), words.data());
-          for (int64_t j = z.n_k; j < z.padded; ++j) multiplier[j] = acc_t(0);
-          for (int64_t j = 0; j < z.padded; j += Vec::size()) {
-            (Vec::loadu(&scores[j]) * Vec::loadu(&multiplier[j]) * inverse).store(&scores[j]);
-          }
-        } else {
-          for (int64_t j = 0; j < z.padded; j += Vec::size()) (Vec::loadu(&scores[j]) * inverse).store(&scores[j]);
-        }
-        for (int64_t d = 0; d < z.dim_v; ++d) {
-          out[b][h][i][d] = static_cast<scalar_t>(dot<acc_t>(scores.data(), rows.value_t.data() + d * z.padded, z.padded));
-        }
+      } else {
+        for (int64_t j = 0; j < z.padded; j += Vec::size()) (Vec::loadu(&scores[j]) * inverse).store(&scores[j]);
+      }
+      for (int64_t d = 0; d < z.dim_v; ++d) {
+        out[b][h][i][d] = static_cast<scalar_t>(dot<acc_t>(scores.data(), rows.value_t.data() + d * z.padded, z.padded));
       }
     }
-  });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -378,78 +416,265 @@ void forward_kernel(const at::Tensor& query, const at::Tensor& key, const at::Te
 // ---------------------------------------------------------------------------------------------------------------
 
 template <typename scalar_t, typename acc_t>
-void backward_kernel(const at::Tensor& grad_output, const at::Tensor& query, const at::Tensor& key,
-                     const at::Tensor& value, const at::Tensor& output, const at::Tensor& lse, const MaskView& mask,
-                     double scale, const Dropout& dropout, at::Tensor& grad_query, at::Tensor& grad_key,
-                     at::Tensor& grad_value) {
+void Call<scalar_t, acc_t>::backward_rows(int64_t begin, int64_t end) {
   using Vec = Vectorized<acc_t>;
-  const Sizes z = sizes_of<acc_t>(query, key, value);
-  const auto q = query.accessor<scalar_t, 4>();
-  const auto k = key.accessor<scalar_t, 4>();
-  const auto v = value.accessor<scalar_t, 4>();
-  const auto o = output.accessor<scalar_t, 4>();
-  const auto g = grad_output.accessor<scalar_t, 4>();
-  const auto log_sum_exp = lse.accessor<acc_t, 3>();
-  auto gq = grad_query.accessor<scalar_t, 4>();
-  auto gk = grad_key.accessor<scalar_t, 4>();
-  auto gv = grad_value.accessor<scalar_t, 4>();
-  const acc_t minus_infinity = -std::numeric_limits<acc_t>::infinity();
+  HeadRows<scalar_t, acc_t> rows(z, mask);
+  std::vector<acc_t> grad_key_t(z.dim * z.padded), grad_value_t(z.dim_v * z.padded), probs(z.padded),
+      grad_probs(z.padded), grad_scores(z.padded), multiplier(z.padded), query_row(z.dim), grad_row(z.dim_v);
+  std::vector<uint32_t> words(4 * calls_per_row(z.n_k));
+  for (int64_t bh = begin; bh < end; ++bh) {
+    const int64_t b = bh / z.heads, h = bh % z.heads;
+    rows.load(k[b][h], v[b][h], b, h);
+    std::fill(grad_key_t.begin(), grad_key_t.end(), acc_t(0));
+    std::fill(grad_value_t.begin(), grad_value_t.end(), acc_t(0));
+    for (int64_t i = 0; i < z.n_q; ++i) {
+      const acc_t row_lse = log_sum_exp[b][h][i];
+      if (row_lse == minus_infinity) {
+        for (int64_t d = 0; d < z.dim; ++d) gq[b][h][i][d] = scalar_t(0);
+        continue;
+      }
+      const acc_t* bias = rows.bias.at_query(i);
+      acc_t delta = 0;
+      for (int64_t d = 0; d < z.dim_v; ++d) {
+        grad_row[d] = static_cast<acc_t>(g[b][h][i][d]);
+        delta += grad_row[d] * static_cast<acc_t>(out[b][h][i][d]);
+      }
+      for (int64_t d = 0; d < z.dim; ++d) query_row[d] = static_cast<acc_t>(q[b][h][i][d]) * static_cast<acc_t>(scale);
+      combine_rows<acc_t>(query_row.data(), rows.key_t.data(), z.dim, z.padded, bias, probs.data(), z.padded);
+      combine_rows<acc_t>(grad_row.data(), rows.value_t.data(), z.dim_v, z.padded, nullptr, grad_probs.data(), z.padded);
+      const Vec shift(row_lse), delta_vec(delta);
+      if (dropout.active) {
+        keep_multipliers<acc_t>(dropout, b, h, i, z.n_k, multiplier.data(), words.data());
+        for (int64_t j = z.n_k; j < z.padded; ++j) multiplier[j] = acc_t(0);
+      }
+      for (int64_t j = 0; j < z.padded; j += Vec::size()) {
+        const Vec p = vexp<acc_t>(Vec::loadu(&probs[j]) - shift);
+        Vec dp = Vec::loadu(&grad_probs[j]);
+        Vec kept = p;
+        if (dropout.active) {
+          const Vec m = Vec::loadu(&multiplier[j]);
+          dp = dp * m;
+          kept = p * m;
+        }
+        (p * (dp - delta_vec)).store(&grad_scores[j]);
+        kept.store(&probs[j]);  // P * M, the weights the values were averaged with
+      }
+      for (int64_t d = 0; d < z.dim_v; ++d) axpy<acc_t>(grad_row[d], probs.data(), grad_value_t.data() + d * z.padded, z.padded);
+      for (int64_t d = 0; d < z.dim; ++d) {
+        gq[b][h][i][d] = static_cast<scalar_t>(
+            static_cast<acc_t>(scale) * dot<acc_t>(grad_scores.data(), rows.key_t.data() + d * z.padded, z.padded));
+        axpy<acc_t>(query_row[d], grad_scores.data(), grad_key_t.data() + d * z.padded, z.padded);
+      }
+    }
+    for (int64_t j = 0; j < z.n_k; ++j) {
+      for (int64_t d = 0; d < z.dim; ++d) gk[b][h][j][d] = static_cast<scalar_t>(grad_key_t[d * z.padded + j]);
+      for (int64_t d = 0; d < z.dim_v; ++d) gv[b][h][j][d] = static_cast<scalar_t>(grad_value_t[d * z.padded + j]);
+    }
+  }
+}
 
-  at::parallel_for(0, z.batch * z.heads, 1, [&](int64_t begin, int64_t end) {
-    HeadRows<scalar_t, acc_t> rows(z, mask);
-    std::vector<acc_t> grad_key_t(z.dim * z.padded), grad_value_t(z.dim_v * z.padded), probs(z.padded),
-        grad_probs(z.padded), grad_scores(z.padded), multiplier(z.padded), query_row(z.dim), grad_row(z.dim_v);
-    std::vector<uint32_t> words(4 * calls_per_row(z.n_k));
-    for (int64_t bh = begin; bh < end; ++bh) {
-      const int64_t b = bh / z.heads, h = bh % z.heads;
-      rows.load(k[b][h], v[b][h], b, h);
-      std::fill(grad_key_t.begin(), grad_key_t.end(), acc_t(0));
-      std::fill(grad_value_t.begin(), grad_value_t.end(), acc_t(0));
-      for (int64_t i = 0; i < z.n_q; ++i) {
-        const acc_t row_lse = log_sum_exp[b][h][i];
-        if (row_lse == minus_infinity) {
-          for (int64_t d = 0; d < z.dim; ++d) gq[b][h][i][d] = scalar_t(0);
+// ---------------------------------------------------------------------------------------------------------------
+// The blocked path, for the larger head dims: kBlockRows query rows at a time, their scores over every key
+// (kBlockRows x N_k values, never N_q x N_k) computed and consumed by BLAS GEMMs, the softmax and the keep mask row by
+// row in between (the same rows, lanes and multipliers as the row path). At head dim 64 the row path re-reads a
+// head's K^T and V^T (and read-modify-writes dK^T and dV^T) once per query row, so it is bound by loads; a GEMM
+// keeps register tiles over queries and keys both.
+// ---------------------------------------------------------------------------------------------------------------
+
+// Rows per block: a block's scores and score gradients (2 x 64 x N_k floats, 256 KB at N_k = 512) stay in L2;
+// 32 to 512 rows were within a few percent of each other at N = 512.
+constexpr int64_t kBlockRows = 64;
+
+// C = alpha op(A) op(B) + beta C, row-major, op(A) m x k, op(B) k x n (beta 0: C is only written). Through ATen's
+// addmm on borrowed memory, which calls the BLAS PyTorch was built with on every platform it ships for (calling
+// MKL's sgemm_ directly saved only 1-3%, and not every build of PyTorch exports it).
+template <typename acc_t>
+void gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, acc_t alpha, const acc_t* a,
+          int64_t lda, const acc_t* b, int64_t ldb, acc_t beta, acc_t* c, int64_t ldc) {
+  const auto options = at::TensorOptions().dtype(c10::CppTypeToScalarType<acc_t>::value);
+  auto view = [&](const acc_t* data, int64_t rows, int64_t cols, int64_t ld, bool transposed) {
+    return transposed ? at::from_blob(const_cast<acc_t*>(data), {rows, cols}, {1, ld}, options)
+                      : at::from_blob(const_cast<acc_t*>(data), {rows, cols}, {ld, 1}, options);
+  };
+  at::Tensor out = view(c, m, n, ldc, false);
+  out.addmm_(view(a, m, k, lda, transpose_a), view(b, k, n, ldb, transpose_b), beta, alpha);
+}
+
+// Rows [first, first + count) of a (tokens, D) matrix, times multiplier, as contiguous acc_t rows: the GEMMs'
+// operands (the models' (B, N, H, D) views and bfloat16 are read in place by no BLAS).
+template <typename scalar_t, typename acc_t>
+void copy_rows(const at::TensorAccessor<scalar_t, 2>& x, int64_t first, int64_t count, acc_t multiplier, acc_t* out) {
+  const int64_t dim = x.size(1);
+  for (int64_t r = 0; r < count; ++r) {
+    for (int64_t d = 0; d < dim; ++d) out[r * dim + d] = static_cast<acc_t>(x[first + r][d]) * multiplier;
+  }
+}
+
+// What both passes of the blocked path begin with: one (batch, head)'s keys and values as contiguous (N_k, D) rows
+// and the mask's bias rows; per block, its queries times scale and its scores S = scale Q_blk K^T (kBlockRows x
+// N_k, row stride padded); per query, the keep multipliers (zero on the padding past N_k).
+template <typename scalar_t, typename acc_t>
+struct HeadBlocks {
+  HeadBlocks(const Sizes& sizes, const MaskView& mask)
+      : sizes(sizes), keys(sizes.n_k * sizes.dim), values(sizes.n_k * sizes.dim_v), queries(kBlockRows * sizes.dim),
+        scores(kBlockRows * sizes.padded, acc_t(0)), multiplier(sizes.padded, acc_t(0)),
+        words(4 * calls_per_row(sizes.n_k)), bias(sizes, mask) {}
+
+  void load(const at::TensorAccessor<scalar_t, 2>& key, const at::TensorAccessor<scalar_t, 2>& value, int64_t b,
+            int64_t h) {
+    copy_rows<scalar_t, acc_t>(key, 0, sizes.n_k, acc_t(1), keys.data());
+    copy_rows<scalar_t, acc_t>(value, 0, sizes.n_k, acc_t(1), values.data());
+    bias.at_head(b, h);
+  }
+
+  void block_scores(const at::TensorAccessor<scalar_t, 2>& query, int64_t first, int64_t rows, double scale) {
+    copy_rows<scalar_t, acc_t>(query, first, rows, static_cast<acc_t>(scale), queries.data());
+    gemm<acc_t>(false, true, rows, sizes.n_k, sizes.dim, acc_t(1), queries.data(), sizes.dim, keys.data(), sizes.dim,
+                acc_t(0), scores.data(), sizes.padded);
+  }
+
+  const acc_t* keep_row(const Dropout& dropout, int64_t i) {
+    keep_multipliers<acc_t>(dropout, bias.b, bias.h, i, sizes.n_k, multiplier.data(), words.data());
+    return multiplier.data();
+  }
+
+  const Sizes& sizes;
+  std::vector<acc_t> keys, values, queries, scores, multiplier;
+  std::vector<uint32_t> words;
+  BiasRows<acc_t> bias;
+};
+
+template <typename scalar_t, typename acc_t>
+void Call<scalar_t, acc_t>::forward_blocks(int64_t begin, int64_t end) {
+  using Vec = Vectorized<acc_t>;
+  const int64_t ld = z.padded;
+  HeadBlocks<scalar_t, acc_t> head(z, mask);
+  std::vector<acc_t> outputs(kBlockRows * z.dim_v), inverse(kBlockRows);
+  for (int64_t bh = begin; bh < end; ++bh) {
+    const int64_t b = bh / z.heads, h = bh % z.heads;
+    head.load(k[b][h], v[b][h], b, h);
+    for (int64_t first = 0; first < z.n_q; first += kBlockRows) {
+      const int64_t rows = std::min(kBlockRows, z.n_q - first);
+      head.block_scores(q[b][h], first, rows, scale);
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t i = first + r;
+        acc_t* row = head.scores.data() + r * ld;
+        const acc_t* row_bias = head.bias.at_query(i);
+        Vec maximum(minus_infinity);
+        for (int64_t j = 0; j < ld; j += Vec::size()) {
+          const Vec s = Vec::loadu(row + j) + Vec::loadu(row_bias + j);
+          s.store(row + j);
+          maximum = at::vec::maximum(maximum, s);
+        }
+        const acc_t row_max = at::vec::vec_reduce_all<acc_t>(
+            [](Vec& x, Vec& y) { return at::vec::maximum(x, y); }, maximum);
+        if (row_max == minus_infinity) {  // no key allowed: output 0 (and no gradient)
+          std::fill(row, row + ld, acc_t(0));
+          inverse[r] = acc_t(0);
+          log_sum_exp[b][h][i] = minus_infinity;
           continue;
         }
-        rows.at_query(i);
-        acc_t delta = 0;
+        // The weights are left unnormalised (times the keep multipliers): 1 / sum scales the output row instead.
+        const acc_t* multiplier = dropout.active ? head.keep_row(dropout, i) : nullptr;
+        Vec sum(acc_t(0));
+        const Vec shift(row_max);
+        for (int64_t j = 0; j < ld; j += Vec::size()) {
+          const Vec e = vexp<acc_t>(Vec::loadu(row + j) - shift);
+          sum = sum + e;
+          (dropout.active ? e * Vec::loadu(multiplier + j) : e).store(row + j);
+        }
+        const acc_t total = at::vec::vec_reduce_all<acc_t>([](Vec& x, Vec& y) { return x + y; }, sum);
+        log_sum_exp[b][h][i] = row_max + std::log(total);
+        inverse[r] = acc_t(1) / total;
+      }
+      gemm<acc_t>(false, false, rows, z.dim_v, z.n_k, acc_t(1), head.scores.data(), ld, head.values.data(), z.dim_v,
+                  acc_t(0), outputs.data(), z.dim_v);
+      for (int64_t r = 0; r < rows; ++r) {
         for (int64_t d = 0; d < z.dim_v; ++d) {
-          grad_row[d] = static_cast<acc_t>(g[b][h][i][d]);
-          delta += grad_row[d] * static_cast<acc_t>(o[b][h][i][d]);
+          out[b][h][first + r][d] = static_cast<scalar_t>(outputs[r * z.dim_v + d] * inverse[r]);
         }
-        for (int64_t d = 0; d < z.dim; ++d) query_row[d] = static_cast<acc_t>(q[b][h][i][d]) * static_cast<acc_t>(scale);
-        combine_rows<acc_t>(query_row.data(), rows.key_t.data(), z.dim, z.padded, rows.bias.data(), probs.data(), z.padded);
-        combine_rows<acc_t>(grad_row.data(), rows.value_t.data(), z.dim_v, z.padded, nullptr, grad_probs.data(), z.padded);
-        const Vec shift(row_lse), delta_vec(delta);
-        if (dropout.active) {
-          keep_multipliers<acc_t>(dropout, b, h, i, z.n_k, multiplier.data(), words.data());
-          for (int64_t j = z.n_k; j < z.padded; ++j) multiplier[j] = acc_t(0);
+      }
+    }
+  }
+}
+
+// The backward of the blocked path: per block, S and P = exp(S - lse) recomputed, dP = dO V^T, then row by row
+// P M and dS = P (M dP - Delta); dV += (P M)^T dO, dQ = scale dS K, dK += dS^T (scale Q), all GEMMs.
+template <typename scalar_t, typename acc_t>
+void Call<scalar_t, acc_t>::backward_blocks(int64_t begin, int64_t end) {
+  using Vec = Vectorized<acc_t>;
+  const int64_t ld = z.padded;
+  HeadBlocks<scalar_t, acc_t> head(z, mask);
+  std::vector<acc_t> grad_keys(z.n_k * z.dim), grad_values(z.n_k * z.dim_v), grads(kBlockRows * z.dim_v),
+      grad_queries(kBlockRows * z.dim), grad_scores(kBlockRows * ld, acc_t(0)), delta(kBlockRows);
+  for (int64_t bh = begin; bh < end; ++bh) {
+    const int64_t b = bh / z.heads, h = bh % z.heads;
+    head.load(k[b][h], v[b][h], b, h);
+    for (int64_t first = 0; first < z.n_q; first += kBlockRows) {
+      const int64_t rows = std::min(kBlockRows, z.n_q - first);
+      const bool accumulate = first > 0;
+      head.block_scores(q[b][h], first, rows, scale);
+      copy_rows<scalar_t, acc_t>(g[b][h], first, rows, acc_t(1), grads.data());
+      for (int64_t r = 0; r < rows; ++r) {
+        acc_t sum = 0;
+        for (int64_t d = 0; d < z.dim_v; ++d) {
+          sum += grads[r * z.dim_v + d] * static_cast<acc_t>(out[b][h][first + r][d]);
         }
-        for (int64_t j = 0; j < z.padded; j += Vec::size()) {
-          const Vec p = vexp<acc_t>(Vec::loadu(&probs[j]) - shift);
-          Vec dp = Vec::loadu(&grad_probs[j]);
+        delta[r] = sum;
+      }
+      gemm<acc_t>(false, true, rows, z.n_k, z.dim_v, acc_t(1), grads.data(), z.dim_v, head.values.data(), z.dim_v,
+                  acc_t(0), grad_scores.data(), ld);
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t i = first + r;
+        acc_t* p_row = head.scores.data() + r * ld;
+        acc_t* ds_row = grad_scores.data() + r * ld;
+        const acc_t row_lse = log_sum_exp[b][h][i];
+        if (row_lse == minus_infinity) {
+          std::fill(p_row, p_row + ld, acc_t(0));
+          std::fill(ds_row, ds_row + ld, acc_t(0));
+          continue;
+        }
+        const acc_t* row_bias = head.bias.at_query(i);
+        const acc_t* multiplier = dropout.active ? head.keep_row(dropout, i) : nullptr;
+        const Vec shift(row_lse), delta_vec(delta[r]);
+        for (int64_t j = 0; j < ld; j += Vec::size()) {
+          const Vec p = vexp<acc_t>(Vec::loadu(p_row + j) + Vec::loadu(row_bias + j) - shift);
+          Vec dp = Vec::loadu(ds_row + j);
           Vec kept = p;
           if (dropout.active) {
-            const Vec m = Vec::loadu(&multiplier[j]);
+            const Vec m = Vec::loadu(multiplier + j);
             dp = dp * m;
             kept = p * m;
           }
-          (p * (dp - delta_vec)).store(&grad_scores[j]);
-          kept.store(&probs[j]);  // P * M, the weights the values were averaged with
-        }
-        for (int64_t d = 0; d < z.dim_v; ++d) axpy<acc_t>(grad_row[d], probs.data(), grad_value_t.data() + d * z.padded, z.padded);
-        for (int64_t d = 0; d < z.dim; ++d) {
-          gq[b][h][i][d] = static_cast<scalar_t>(
-              static_cast<acc_t>(scale) * dot<acc_t>(grad_scores.data(), rows.key_t.data() + d * z.padded, z.padded));
-          axpy<acc_t>(query_row[d], grad_scores.data(), grad_key_t.data() + d * z.padded, z.padded);
+          (p * (dp - delta_vec)).store(ds_row + j);
+          kept.store(p_row + j);  // P * M, the weights the values were averaged with
         }
       }
-      for (int64_t j = 0; j < z.n_k; ++j) {
-        for (int64_t d = 0; d < z.dim; ++d) gk[b][h][j][d] = static_cast<scalar_t>(grad_key_t[d * z.padded + j]);
-        for (int64_t d = 0; d < z.dim_v; ++d) gv[b][h][j][d] = static_cast<scalar_t>(grad_value_t[d * z.padded + j]);
+      gemm<acc_t>(true, false, z.n_k, z.dim_v, rows, acc_t(1), head.scores.data(), ld, grads.data(), z.dim_v,
+                  accumulate ? acc_t(1) : acc_t(0), grad_values.data(), z.dim_v);
+      gemm<acc_t>(true, false, z.n_k, z.dim, rows, acc_t(1), grad_scores.data(), ld, head.queries.data(), z.dim,
+                  accumulate ? acc_t(1) : acc_t(0), grad_keys.data(), z.dim);
+      gemm<acc_t>(false, false, rows, z.dim, z.n_k, static_cast<acc_t>(scale), grad_scores.data(), ld,
+                  head.keys.data(), z.dim, acc_t(0), grad_queries.data(), z.dim);
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t d = 0; d < z.dim; ++d) {
+          gq[b][h][first + r][d] = static_cast<scalar_t>(grad_queries[r * z.dim + d]);
+        }
       }
     }
-  });
+    for (int64_t j = 0; j < z.n_k; ++j) {
+      for (int64_t d = 0; d < z.dim; ++d) gk[b][h][j][d] = static_cast<scalar_t>(grad_keys[j * z.dim + d]);
+      for (int64_t d = 0; d < z.dim_v; ++d) gv[b][h][j][d] = static_cast<scalar_t>(grad_values[j * z.dim_v + d]);
+    }
+  }
+}
+
+// Head dims from which the blocked path runs: below it a head's K^T and V^T sit in L1 and the row path is faster
+// (a GEMM with an inner dimension of 8 is mostly packing). Settable for tests and benchmarks.
+int64_t blocked_min_head_dim = 12;
+
+bool use_blocks(const at::Tensor& query, const at::Tensor& value) {
+  return std::max(query.size(3), value.size(3)) >= blocked_min_head_dim;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -494,7 +719,11 @@ std::vector<at::Tensor> attention_forward(const at::Tensor& query, const at::Ten
   const auto acc_dtype = query.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor lse = at::empty({query.size(0), query.size(1), query.size(2)}, query.options().dtype(acc_dtype));
   DISPATCH_ATTENTION_TYPES(query.scalar_type(), [&] {
-    forward_kernel<scalar_t, acc_t>(query, key, value, mask, scale, dropout, output, lse);
+    Call<scalar_t, acc_t> call(query, key, value, mask, scale, dropout, output, lse);
+    const bool blocked = use_blocks(query, value);
+    at::parallel_for(0, query.size(0) * query.size(1), 1, [&](int64_t begin, int64_t end) {
+      blocked ? call.forward_blocks(begin, end) : call.forward_rows(begin, end);
+    });
   });
   return {output, lse};
 }
@@ -512,8 +741,12 @@ std::vector<at::Tensor> attention_backward(const at::Tensor& grad_output, const 
   at::Tensor grad_key = at::empty_like(key, at::MemoryFormat::Contiguous);
   at::Tensor grad_value = at::empty_like(value, at::MemoryFormat::Contiguous);
   DISPATCH_ATTENTION_TYPES(query.scalar_type(), [&] {
-    backward_kernel<scalar_t, acc_t>(grad_output, query, key, value, output, lse, mask, scale, dropout, grad_query,
-                                     grad_key, grad_value);
+    Call<scalar_t, acc_t> call(grad_output, query, key, value, output, lse, mask, scale, dropout, grad_query, grad_key,
+                               grad_value);
+    const bool blocked = use_blocks(query, value);
+    at::parallel_for(0, query.size(0) * query.size(1), 1, [&](int64_t begin, int64_t end) {
+      blocked ? call.backward_blocks(begin, end) : call.backward_rows(begin, end);
+    });
   });
   return {grad_query, grad_key, grad_value};
 }
@@ -550,4 +783,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("keep_mask", &keep_mask, "the keep mask drawn for a call");
   module.def("philox", &philox, "Philox4x32-10 of one counter");
   module.def("lanes_per_call", [] { return kLanesPerCall; });
+  module.def("blocked_min_head_dim", [] { return blocked_min_head_dim; }, "head dims from which the blocked path runs");
+  module.def("set_blocked_min_head_dim", [](int64_t dim) { blocked_min_head_dim = dim; },
+             "choose the path by hand (tests, benchmarks)");
 }

@@ -15,6 +15,7 @@ from scipy.stats import binomtest
 
 from hf_primaldual import cpu_attention
 from hf_primaldual.attention import AttentionOptions, parse_attention_type, primal_dual_attention
+from hf_primaldual.attention_kernels import _CPU_DROPOUT_KERNEL_MAX_HEAD_DIM as MAX_HEAD_DIM
 from hf_primaldual.attention_kernels import fast_paths
 
 OP = "hf_primaldual::attention_dropout_cpu"
@@ -86,15 +87,32 @@ def test_the_mask_is_one_philox_lane_per_entry_as_documented():
     assert torch.equal(cpu_attention.keep_mask(batch, heads, n_q, n_k, p, seed), expected)
 
 
+@pytest.fixture(params=["row", "blocked"])
+def kernel_path(request):
+    """The kernel's row path or its GEMM-blocked one, forced whatever the head dim (each is the default for some)."""
+    module = cpu_attention._module()
+    default = module.blocked_min_head_dim()
+    module.set_blocked_min_head_dim(1 if request.param == "blocked" else 1 << 30)
+    yield request.param
+    module.set_blocked_min_head_dim(default)
+
+
+# (n_q, n_k, dim, dim_v): queries in part of one of the blocked path's 64-row blocks (13), in one and a part
+# (70 = 64 + 6), in two and a part (130); head dims 40 and 64 take the blocked path by default, 5 and 7 the row path.
+SHAPES = [(13, 21, 5, 7), (70, 37, 40, 40), (130, 21, 64, 64)]
+
+
 @pytest.mark.parametrize("mask_kind", ["none", "padding", "per_query"])
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-12), (torch.float32, 2e-6), (torch.bfloat16, 4e-2)],
                          ids=["float64", "float32", "bfloat16"])
-def test_output_and_gradients_equal_the_formula_with_the_drawn_mask(mask_kind, dtype, tolerance):
-    q, k, v = inputs(dtype=dtype)
-    batch, heads, n_q, _ = q.shape
-    n_k = k.shape[2]
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda shape: "x".join(map(str, shape)))
+def test_output_and_gradients_equal_the_formula_with_the_drawn_mask(shape, mask_kind, dtype, tolerance, kernel_path):
+    n_q, n_k, dim, dim_v = shape
+    q, k, v = inputs(n_q=n_q, n_k=n_k, dim=dim, dim_v=dim_v, dtype=dtype)
+    batch, heads = q.shape[:2]
     allowed = masks(mask_kind, batch, n_q, n_k)
-    p, scale, seed = 0.3, 0.45, 987654321
+    # scores of the same spread at every head dim (the 0.45 of head dim 5), so that the tolerances mean the same
+    p, scale, seed = 0.3, 0.45 * (5 / dim) ** 0.5, 987654321
     keep = cpu_attention.keep_mask(batch, heads, n_q, n_k, p, seed)
     assert 0 < keep.float().mean() < 1
     grad_output = torch.randn(batch, heads, n_q, v.shape[-1], generator=torch.Generator().manual_seed(2),
@@ -115,10 +133,10 @@ def test_output_and_gradients_equal_the_formula_with_the_drawn_mask(mask_kind, d
         assert output[0, :, 3].abs().max() == 0 and grads[0][0, :, 3].abs().max() == 0
 
 
-@pytest.mark.parametrize("dim", [1, 8, 64, 67])
+@pytest.mark.parametrize("dim", [1, 8, 12, 64, 67])
 def test_any_head_dim_without_dropout_is_pytorchs_attention(dim):
     """p = 0 keeps every weight: the kernel is then plain attention (PyTorch's SDPA in float64, the independent
-    reference), at head dims below, at and above a vector width."""
+    reference), at head dims below, at and above a vector width, on the row path (1, 8) and the blocked one."""
     q, k, v = inputs(batch=1, heads=2, n_q=9, n_k=17, dim=dim, dim_v=dim)
     expected = torch.nn.functional.scaled_dot_product_attention(q, k, v)
     torch.testing.assert_close(cpu_attention.softmax_attention_dropout(q, k, v, None, 0.0), expected,
@@ -197,9 +215,9 @@ def test_bad_inputs_are_refused_naming_the_problem():
 
 
 @pytest.mark.slow
-def test_the_custom_op_passes_torchs_op_checks():
+def test_the_custom_op_passes_torchs_op_checks(kernel_path):
     """Schema, fake (meta) kernels (shapes and strides, here of strided inputs) and autograd registration, as
-    torch.compile relies on them."""
+    torch.compile relies on them; on both paths (the blocked one calls ATen's addmm inside the op)."""
     q, k, v = (x.detach().float().requires_grad_() for x in inputs())
     allowed, seed = masks("padding", 2, 13, 21), torch.tensor(11)
     torch.library.opcheck(torch.ops.hf_primaldual.attention_dropout_cpu.default, (q, k, v, allowed, 0.2, 0.4, seed))
@@ -282,12 +300,14 @@ def test_stock_models_attention_dropout_runs_the_kernel():
     assert OP in {event.name for event in profile.events()}
 
 
-def test_large_head_dims_keep_the_path_before():
-    """Above head dim 32 PyTorch's kernels are the faster ones (docs/PERFORMANCE.md): the kernel is not called."""
-    q, k, v = inputs(batch=2, heads=2, n_q=192, n_k=192, dim=33, dim_v=33, dtype=torch.float32)
+@pytest.mark.parametrize("dim", [33, 64, MAX_HEAD_DIM, MAX_HEAD_DIM + 1])
+def test_head_dims_up_to_the_limit_run_the_kernel_and_larger_ones_the_path_before(dim):
+    """Up to the head dim where the kernel was measured faster than PyTorch's math kernel (docs/PERFORMANCE.md) the
+    family's dropout runs it; above, the path before it."""
+    q, k, v = inputs(batch=1, heads=2, n_q=192, n_k=192, dim=dim, dim_v=dim, dtype=torch.float32)
     with torch.profiler.profile() as profile:
         primal_dual_attention(q, k, v, family_options("softmax"), dropout_p=0.1)
-    assert OP not in {event.name for event in profile.events()}
+    assert (OP in {event.name for event in profile.events()}) == (dim <= MAX_HEAD_DIM)
 
 
 def test_where_the_kernel_cannot_be_built_the_fallback_runs(monkeypatch, tmp_path):
