@@ -71,10 +71,7 @@ CASES = [(build, t) for build in (timeseries, stock_bert) for t in TYPES] + [
 
 
 @pytest.mark.slow  # 26 dynamo + AOTAutograd traces, 5-15 s each on 2 shared cores
-@pytest.mark.parametrize(
-    ("build", "attention_type"), CASES,
-    ids=[f"{build.__name__}-{attention_type}" for build, attention_type in CASES],
-)
+@pytest.mark.parametrize(("build", "attention_type"), CASES, ids=[f"{b.__name__}-{t}" for b, t in CASES])
 def test_a_training_step_compiles_into_one_graph(build, attention_type):
     """fullgraph=True refuses any graph break; AOTAutograd traces the backward from the same graph, which fails on
     a data-dependent shape (what the gathering batch norm had: IndexPutBackward0)."""
