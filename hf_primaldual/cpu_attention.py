@@ -15,9 +15,12 @@ the same mask.
 
 The extension is compiled on first use with ``torch.utils.cpp_extension.load`` (a C++ compiler and ninja are
 needed; about a minute) and cached under the torch extensions directory (``TORCH_EXTENSIONS_DIR``), one build per
-CPU capability that PyTorch reports (AVX2 and above: AVX2 + FMA code; otherwise portable code). Where it cannot be
-built (no compiler, or this module copied next to a checkpoint's remote code without its ``csrc``), or where
-``HF_PRIMALDUAL_CPU_DROPOUT_KERNEL=0`` is set, :func:`kernel_available` is False and :mod:`.attention_kernels`
+CPU capability that PyTorch reports (AVX2 and above: AVX2 + FMA code; otherwise portable code) and per build
+input: the build is named by a digest of the source, the flags and the torch version (:func:`build_name`) and
+compiles a copy of the source kept in its folder, so every checkout of one version shares one build, and two
+versions on one machine (two checkouts, an upgrade beside a running job) each keep theirs instead of rebuilding
+over each other's at every start. Where it cannot be built (no compiler, or this module copied next to a
+checkpoint's remote code without its ``csrc``), or where ``HF_PRIMALDUAL_CPU_DROPOUT_KERNEL=0`` is set, :func:`kernel_available` is False and :mod:`.attention_kernels`
 keeps its previous dropout path; :func:`unavailable_reason` says why.
 
 The kernel is a ``torch.library`` custom op with its autograd registered, so ``torch.compile`` keeps it in the graph.
@@ -25,6 +28,7 @@ The kernel is a ``torch.library`` custom op with its autograd registered, so ``t
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import sys
@@ -59,6 +63,44 @@ def _capability() -> tuple[str, list[str]]:
     return "default", ["-DCPU_CAPABILITY=DEFAULT", "-DCPU_CAPABILITY_DEFAULT"]
 
 
+def build_name() -> tuple[str, list[str]]:
+    """The extension's name and its compiler flags. The name carries the CPU capability and a digest of what the
+    build depends on (the source, the flags, the torch version): torch caches one build per name and rebuilds
+    whenever the build it is asked for differs from the last one under that name, so a name shared by two versions
+    of the source would rebuild at every start of either (and replace the library under the other's feet)."""
+    suffix, flags = _capability()
+    openmp = ["-fopenmp"] if sys.platform.startswith("linux") else []
+    cflags = ["-O3", *flags, *openmp]
+    digest = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), " ".join(cflags).encode(), torch.__version__.encode()):
+        digest.update(part)
+        digest.update(b"\0")
+    return f"hf_primaldual_flash_attention_cpu_{suffix}_{digest.hexdigest()[:16]}", cflags
+
+
+def build_directory(name: str) -> Path:
+    """Where the build ``name`` lives: torch's extensions directory (``TORCH_EXTENSIONS_DIR``, else torch's cache
+    folder for this Python), one folder per build."""
+    from torch.utils.cpp_extension import get_default_build_root
+
+    root = os.environ.get("TORCH_EXTENSIONS_DIR")
+    if root is None:
+        root = os.path.join(get_default_build_root(), f"py{sys.version_info.major}{sys.version_info.minor}_cpu")
+    return Path(root) / name
+
+
+def _staged_source(directory: Path) -> Path:
+    """The kernel's source, copied into its build folder. Ninja rebuilds when the compile command changes, and the
+    command names the source's path: built from the copy, every checkout of the same source shares one build."""
+    staged = directory / SOURCE.name
+    if not staged.is_file():
+        directory.mkdir(parents=True, exist_ok=True)
+        partial = directory / f".{SOURCE.name}.{os.getpid()}.{threading.get_ident()}"
+        partial.write_bytes(SOURCE.read_bytes())
+        os.replace(partial, staged)  # atomic: a concurrent start sees no file or the whole one
+    return staged
+
+
 def _load() -> None:
     global _extension, _unavailable, _tried
     _tried = True
@@ -68,19 +110,20 @@ def _load() -> None:
     if not SOURCE.is_file():
         _unavailable = f"the kernel's source {SOURCE} is not here (a copy of the module without its csrc folder)"
         return
-    suffix, flags = _capability()
-    openmp = ["-fopenmp"] if sys.platform.startswith("linux") else []
     try:
         from torch.utils.cpp_extension import load
 
+        name, cflags = build_name()
+        directory = build_directory(name)
         _extension = load(
-            name=f"hf_primaldual_flash_attention_cpu_{suffix}",
-            sources=[str(SOURCE)],
-            extra_cflags=["-O3", *flags, *openmp],
-            extra_ldflags=openmp,
+            name=name,
+            sources=[str(_staged_source(directory))],
+            extra_cflags=cflags,
+            extra_ldflags=[flag for flag in cflags if flag == "-fopenmp"],
+            build_directory=str(directory),
             verbose=False,
         )
-    except Exception as err:  # no compiler, no ninja, a failed build: the previous path runs
+    except Exception as err:  # no compiler, no ninja, a failed build, an unwritable cache: the previous path runs
         _unavailable = f"building the CPU attention kernel failed ({type(err).__name__}: {str(err)[-500:]})"
         warnings.warn(
             f"{_unavailable}; attention dropout on CPU falls back to the fused-kernel path. Install a C++ compiler "
