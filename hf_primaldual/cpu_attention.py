@@ -38,6 +38,7 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
+from filelock import FileLock
 
 SOURCE = Path(__file__).resolve().parent / "csrc" / "flash_attention_cpu.cpp"
 #: Set to 0 to never build or use the kernel (the previous dropout path runs instead).
@@ -94,7 +95,6 @@ def _staged_source(directory: Path) -> Path:
     command names the source's path: built from the copy, every checkout of the same source shares one build."""
     staged = directory / SOURCE.name
     if not staged.is_file():
-        directory.mkdir(parents=True, exist_ok=True)
         partial = directory / f".{SOURCE.name}.{os.getpid()}.{threading.get_ident()}"
         partial.write_bytes(SOURCE.read_bytes())
         os.replace(partial, staged)  # atomic: a concurrent start sees no file or the whole one
@@ -115,14 +115,21 @@ def _load() -> None:
 
         name, cflags = build_name()
         directory = build_directory(name)
-        _extension = load(
-            name=name,
-            sources=[str(_staged_source(directory))],
-            extra_cflags=cflags,
-            extra_ldflags=[flag for flag in cflags if flag == "-fopenmp"],
-            build_directory=str(directory),
-            verbose=False,
-        )
+        directory.mkdir(parents=True, exist_ok=True)
+        # One process builds at a time, under a lock the operating system drops when its holder dies. torch's own
+        # lock is a file its builder waits on for as long as the file exists, and a build killed before it ended
+        # (kill -9, out of memory, a lost session) leaves it behind: every later start would wait forever. Under
+        # the OS lock no build is running, so a torch lock file found there is such a leftover.
+        with FileLock(directory / "build.lock"):
+            (directory / "lock").unlink(missing_ok=True)
+            _extension = load(
+                name=name,
+                sources=[str(_staged_source(directory))],
+                extra_cflags=cflags,
+                extra_ldflags=[flag for flag in cflags if flag == "-fopenmp"],
+                build_directory=str(directory),
+                verbose=False,
+            )
     except Exception as err:  # no compiler, no ninja, a failed build, an unwritable cache: the previous path runs
         _unavailable = f"building the CPU attention kernel failed ({type(err).__name__}: {str(err)[-500:]})"
         warnings.warn(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch.utils.cpp_extension
+from filelock import FileLock, Timeout
 
 from hf_primaldual import cpu_attention
 
@@ -85,3 +86,27 @@ def test_the_build_is_named_by_the_flags_and_the_torch_version(monkeypatch, tmp_
     assert portable_name.startswith("hf_primaldual_flash_attention_cpu_default_") and portable_name != name
     monkeypatch.setattr(cpu_attention.torch, "__version__", "0.0.0-another")
     assert cpu_attention.build_name()[0] != name
+
+
+def test_a_build_killed_before_it_ended_does_not_hang_the_next_start(monkeypatch, tmp_path):
+    """torch's builder waits for as long as its lock file exists; a killed build leaves the file behind."""
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "extensions"))
+    monkeypatch.setattr(cpu_attention, "SOURCE", _checkout(tmp_path / "checkout"))
+    directory = cpu_attention.build_directory(cpu_attention.build_name()[0])
+    directory.mkdir(parents=True)
+    (directory / "lock").touch()  # what a build killed with SIGKILL leaves
+    seen: dict[str, bool] = {}
+
+    def fake_load(**kwargs):
+        seen["torch lock left"] = (directory / "lock").exists()
+        try:  # another process starting now must wait: the build lock is held
+            FileLock(directory / "build.lock", is_singleton=False).acquire(timeout=0)
+            seen["build lock free"] = True
+        except Timeout:
+            seen["build lock free"] = False
+        return object()
+
+    monkeypatch.setattr(torch.utils.cpp_extension, "load", fake_load)
+    _start_from(cpu_attention.SOURCE, monkeypatch)
+    assert seen == {"torch lock left": False, "build lock free": False}
+    FileLock(directory / "build.lock").acquire(timeout=0)  # released once the load is over
