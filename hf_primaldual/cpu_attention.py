@@ -16,12 +16,14 @@ the same mask.
 The extension is compiled on first use with ``torch.utils.cpp_extension.load`` (a C++ compiler and ninja are
 needed; about a minute) and cached under the torch extensions directory (``TORCH_EXTENSIONS_DIR``), one build per
 CPU capability that PyTorch reports (AVX2 and above: AVX2 + FMA code; otherwise portable code) and per build
-input: the build is named by a digest of the source, the flags and the torch version (:func:`build_name`) and
-compiles a copy of the source kept in its folder, so every checkout of one version shares one build, and two
-versions on one machine (two checkouts, an upgrade beside a running job) each keep theirs instead of rebuilding
-over each other's at every start. Where it cannot be built (no compiler, or this module copied next to a
-checkpoint's remote code without its ``csrc``), or where ``HF_PRIMALDUAL_CPU_DROPOUT_KERNEL=0`` is set, :func:`kernel_available` is False and :mod:`.attention_kernels`
-keeps its previous dropout path; :func:`unavailable_reason` says why.
+input: the build is named by a digest of the source, the flags, the torch version and the installs it compiles
+against (:func:`build_name`) and compiles a copy of the source kept in its folder, so every checkout of one version
+in one environment shares one build, and two versions or two environments on one machine (two checkouts, an
+upgrade beside a running job, a virtual environment beside the system Python) each keep theirs instead of
+rebuilding over each other's at every start. Where it cannot be built (no compiler, or this module copied next to a
+checkpoint's remote code without its ``csrc``), or where ``HF_PRIMALDUAL_CPU_DROPOUT_KERNEL=0`` is set,
+:func:`kernel_available` is False and :mod:`.attention_kernels` keeps its previous dropout path;
+:func:`unavailable_reason` says why.
 
 The kernel is a ``torch.library`` custom op with its autograd registered, so ``torch.compile`` keeps it in the graph.
 """
@@ -32,6 +34,7 @@ import hashlib
 import os
 import platform
 import sys
+import sysconfig
 import threading
 import warnings
 from pathlib import Path
@@ -66,17 +69,27 @@ def _capability() -> tuple[str, list[str]]:
 
 def build_name() -> tuple[str, list[str]]:
     """The extension's name and its compiler flags. The name carries the CPU capability and a digest of what the
-    build depends on (the source, the flags, the torch version): torch caches one build per name and rebuilds
-    whenever the build it is asked for differs from the last one under that name, so a name shared by two versions
-    of the source would rebuild at every start of either (and replace the library under the other's feet)."""
+    compile command depends on (the source, the flags, the torch version, the torch and Python installs it compiles
+    against): torch caches one build per name and rebuilds whenever the command differs from the last one under
+    that name, so a name shared by two versions of the source, or by two environments (a virtual environment and
+    the Python outside it), would rebuild at every start of either (and replace the library under the other's
+    feet)."""
     suffix, flags = _capability()
     openmp = ["-fopenmp"] if sys.platform.startswith("linux") else []
     cflags = ["-O3", *flags, *openmp]
     digest = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), " ".join(cflags).encode(), torch.__version__.encode()):
-        digest.update(part)
+    for part in (SOURCE.read_bytes(), cflags, torch.__version__, _compile_environment()):
+        digest.update(part if isinstance(part, bytes) else repr(part).encode())
         digest.update(b"\0")
     return f"hf_primaldual_flash_attention_cpu_{suffix}_{digest.hexdigest()[:16]}", cflags
+
+
+def _compile_environment() -> list[str]:
+    """The paths the compile command names besides the source: torch's headers and libraries and Python's headers
+    (each interpreter and virtual environment has its own torch, so its own command)."""
+    from torch.utils.cpp_extension import include_paths, library_paths
+
+    return [*include_paths(), *library_paths(), sysconfig.get_paths()["include"]]
 
 
 def build_directory(name: str) -> Path:

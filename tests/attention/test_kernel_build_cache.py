@@ -88,6 +88,16 @@ def test_the_build_is_named_by_the_flags_and_the_torch_version(monkeypatch, tmp_
     assert cpu_attention.build_name()[0] != name
 
 
+def test_two_environments_keep_one_build_each(monkeypatch, tmp_path):
+    """A virtual environment has its own torch: the compile command names its headers, so it is another build."""
+    monkeypatch.setattr(cpu_attention, "SOURCE", _checkout(tmp_path / "checkout"))
+    name = cpu_attention.build_name()[0]
+    venv_torch = tmp_path / "venv" / "lib" / "site-packages" / "torch"
+    monkeypatch.setattr(torch.utils.cpp_extension, "include_paths", lambda *_: [str(venv_torch / "include")])
+    monkeypatch.setattr(torch.utils.cpp_extension, "library_paths", lambda *_: [str(venv_torch / "lib")])
+    assert cpu_attention.build_name()[0] != name
+
+
 def test_a_build_killed_before_it_ended_does_not_hang_the_next_start(monkeypatch, tmp_path):
     """torch's builder waits for as long as its lock file exists; a killed build leaves the file behind."""
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "extensions"))
