@@ -581,6 +581,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Write a transformers checkpoint again so that it reloads with a primal-dual attention "
         "(attn_implementation, settings and remote code in the folder; weights copied unchanged).",
+        epilog="What switching costs (docs/RESULTS.md, the conversion study): sh keeps the source's accuracy with no "
+        "training; bn and bn_sh may not (the package's time-series classifier kept it, transformers' PatchTST lost "
+        "22 points on average and a small ViT 42): evaluate the converted model, and where it dropped, fine-tune it "
+        "for about a third of the original epochs at a tenth of the learning rate, which won it back in the study.",
     )
     parser.add_argument("source", help="a local checkpoint folder or a Hub model id (HF_ENDPOINT / HF_TOKEN)")
     parser.add_argument("attention_type", help=f"one of {', '.join(ATTENTION_TYPES)} (or primaldual_<type>)")

@@ -506,7 +506,8 @@ def conversion_head_redundancy(args: argparse.Namespace, records: Sequence[dict]
     """Head redundancy (`analysis.head_redundancy`) of every mvts unit on disk whose fine-tunes are done: the source,
     each converted model right after conversion and after its longest fine-tune, and the control. Writes
     ``<dataset>-seed<seed>.json`` / ``.png`` and ``head_redundancy.md`` (all units) into ``args.redundancy_dir``;
-    returns the markdown."""
+    returns the markdown. A unit whose JSON already holds all its models is read back, not measured again (delete
+    the JSON to measure it again)."""
     from hf_primaldual.evaluation import load_checkpoint_data
 
     from .analysis import head_redundancy, plot_head_redundancy
@@ -527,14 +528,17 @@ def conversion_head_redundancy(args: argparse.Namespace, records: Sequence[dict]
                        (SOURCE_TYPE, longest)))
         if not all((folder / "config.json").is_file() for _, folder, _ in models):
             continue
-        results = {}
-        for label, folder, _ in models:
-            data = load_checkpoint_data(folder, dataset, data_dir=args.data_dir, batch_size=32)
-            results[label] = head_redundancy(data, args.max_examples)
         name = f"{dataset}-seed{seed}"
-        (args.redundancy_dir / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
-        plot_head_redundancy(results, args.redundancy_dir / f"{name}.png",
-                             title=f"Head redundancy, {dataset} seed {seed}: softmax converted")
+        measured = args.redundancy_dir / f"{name}.json"
+        results = json.loads(measured.read_text()) if measured.is_file() else {}
+        if set(results) != {label for label, _, _ in models}:
+            results = {}
+            for label, folder, _ in models:
+                data = load_checkpoint_data(folder, dataset, data_dir=args.data_dir, batch_size=32)
+                results[label] = head_redundancy(data, args.max_examples)
+            measured.write_text(json.dumps(results, indent=2) + "\n")
+            plot_head_redundancy(results, args.redundancy_dir / f"{name}.png",
+                                 title=f"Head redundancy, {dataset} seed {seed}: softmax converted")
         layers = len(next(iter(results.values()))["mean"])
         if not lines:
             lines = ["| dataset (seed) | model | test accuracy | " + " | ".join(f"layer {i + 1}" for i in range(layers))

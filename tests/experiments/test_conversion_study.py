@@ -109,6 +109,12 @@ def test_study_records_each_cell_once_and_resumes(tmp_path):
     assert all(0 <= value <= 2 ** 0.5 for result in measured.values() for value in result["mean"])
     assert measured["bn, converted"]["mean"] != measured["softmax source"]["mean"]  # the attention did change
 
+    # a unit measured before is read back (a study of many units is not measured again whole for one new unit)
+    with mock.patch("hf_primaldual.evaluation.load_checkpoint_data", side_effect=AssertionError("measured again")):
+        assert main([*arguments[:arguments.index("--")], "--head_redundancy",
+                     "--redundancy_dir", str(tmp_path / "redundancy"), "--max_examples", "20"]) == 0
+    assert (tmp_path / "redundancy" / "head_redundancy.md").read_text().splitlines()[2:] == rows
+
 
 @pytest.mark.slow  # trains a PatchTST source and two fine-tunes
 def test_patchtst_is_converted_by_the_conversion_module_and_runs_the_family(tmp_path):
