@@ -9,6 +9,9 @@ the same stream. Each 16-bit lane of the generator's output decides one entry, s
 rounded to a multiple of 2**-16 (:func:`dropout_probability`; 0.1 -> 0.100006), the same rounding as the NumPy
 path of :mod:`.attention_kernels`.
 
+The same generator drives :func:`dropout`, the elementwise dropout of the models' activations (PyTorch's CPU
+dropout draws one ``bernoulli_`` variable per element, about ten times slower), with its own counters.
+
 Small head dims take the kernel's row path (one query row per pass over the head's transposed K and V); from head
 dim 12 its blocked path runs, 64 query rows at a time with the products by K and V done by BLAS GEMMs. Both draw
 the same mask.
@@ -303,6 +306,78 @@ def softmax_attention_dropout(
     return output
 
 
+@torch.library.custom_op("hf_primaldual::dropout_cpu", mutates_args=())
+def _dropout_op(input: torch.Tensor, dropout_p: float, seed: torch.Tensor) -> torch.Tensor:
+    return _module().dropout(input, dropout_p, int(seed))
+
+
+@_dropout_op.register_fake
+def _(input, dropout_p, seed):
+    return torch.empty_like(input, memory_format=torch.contiguous_format)
+
+
+def _dropout_setup_context(ctx, inputs, output) -> None:
+    _, dropout_p, seed = inputs
+    ctx.save_for_backward(seed)
+    ctx.dropout_p = dropout_p
+
+
+def _dropout_backward(ctx, grad_output):
+    (seed,) = ctx.saved_tensors
+    # x -> x * keep / (1 - p) is linear: its backward is the same map, the mask drawn again from the seed
+    return _dropout_op(grad_output, ctx.dropout_p, seed), None, None
+
+
+_dropout_op.register_autograd(_dropout_backward, setup_context=_dropout_setup_context)
+
+
+class _EagerDropout(torch.autograd.Function):
+    """The same op outside torch.compile: a custom op's dispatch costs about 0.1 ms a call with autograd, more than
+    the kernel itself takes for an activation of 30,000 elements (0.04 ms; PyTorch's dropout 0.4 ms)."""
+
+    @staticmethod
+    def forward(ctx, input: torch.Tensor, dropout_p: float, seed: int) -> torch.Tensor:
+        ctx.dropout_p, ctx.seed = dropout_p, seed
+        return _module().dropout(input, dropout_p, seed)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        return _module().dropout(grad_output, ctx.dropout_p, ctx.seed), None, None
+
+
+def dropout(input: torch.Tensor, dropout_p: float, seed: torch.Tensor | int | None = None) -> torch.Tensor:
+    """``input * keep / (1 - p)`` elementwise (training-mode dropout) with the kernel's generator, differentiable;
+    nothing is stored for the backward but the seed.
+
+    Element ``e`` of the contiguous input is element ``f = e - r * dropout_row()`` of row ``r = e // dropout_row()``,
+    and is kept where lane ``f // calls`` of ``Philox((f % calls, r mod 2**32, r // 2**32, 0xFFFFFFFF), seed)`` is
+    at least ``round(p * 2**16)``, ``calls`` = the row's length / 8, rounded up: the attention's layout of a query
+    row (:func:`keep_mask`), with its own counters.
+
+    Args:
+        input: any shape; CPU, float32, bfloat16 or float64.
+        dropout_p: the drop probability, in [0, 1) (applied as :func:`dropout_probability`).
+        seed: the generator's seed; by default one draw of PyTorch's default CPU generator (:func:`draw_seed`).
+
+    Returns:
+        A contiguous tensor of ``input``'s shape and dtype.
+    """
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}: a probability of dropping each element.")
+    if input.dtype not in DTYPES:
+        raise TypeError(f"The CPU dropout kernel takes float32, bfloat16 or float64 inputs, got {input.dtype}.")
+    if seed is None:
+        seed = draw_seed()
+    if not torch.compiler.is_compiling():
+        return _EagerDropout.apply(input, float(dropout_p), int(seed))
+    return _dropout_op(input, float(dropout_p), seed if isinstance(seed, torch.Tensor) else torch.tensor(seed))
+
+
+def dropout_row() -> int:
+    """Elements per generator row of :func:`dropout`."""
+    return int(_module().dropout_row())
+
+
 def keep_mask(batch: int, heads: int, n_q: int, n_k: int, dropout_p: float, seed: torch.Tensor | int) -> torch.Tensor:
     """The keep mask the kernel draws for a ``(batch, heads, n_q, n_k)`` call with this seed and ``dropout_p``:
     boolean ``(batch, heads, n_q, n_k)``, ``True`` where the weight is kept (for tests and inspection: it is the
@@ -316,7 +391,9 @@ def philox4x32_10(counter: tuple[int, int, int, int], key: tuple[int, int]) -> t
 
 
 __all__ = [
+    "dropout",
     "dropout_probability",
+    "dropout_row",
     "draw_seed",
     "kernel_available",
     "kernel_loaded",

@@ -751,6 +751,47 @@ std::vector<at::Tensor> attention_backward(const at::Tensor& grad_output, const 
   return {grad_query, grad_key, grad_value};
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Elementwise dropout (the models' activation dropouts) from the same generator: y = x * keep / (1 - p). The
+// contiguous input is cut into rows of kDropoutRow elements; row r draws its mask as a query row of the attention
+// does, with counter (c, r mod 2^32, r div 2^32, kDropoutTag) (the tag keeps its streams apart from attention rows),
+// so element e of a row takes lane e / calls of call e % calls. Its backward is the same map on the gradient (the
+// mask drawn again from the seed): dropout is linear in x.
+// ---------------------------------------------------------------------------------------------------------------
+
+constexpr int64_t kDropoutRow = 4096;
+constexpr uint32_t kDropoutTag = 0xFFFFFFFFu;
+
+at::Tensor dropout(const at::Tensor& input, double dropout_p, int64_t seed) {
+  TORCH_CHECK(input.device().is_cpu(), "the CPU dropout takes CPU tensors, got ", input.device());
+  const Dropout drop = make_dropout(dropout_p, seed);
+  const at::Tensor x = input.contiguous();
+  at::Tensor output = at::empty_like(x, at::MemoryFormat::Contiguous);
+  const int64_t numel = x.numel();
+  const int64_t rows = (numel + kDropoutRow - 1) / kDropoutRow;
+  DISPATCH_ATTENTION_TYPES(x.scalar_type(), [&] {
+    const scalar_t* in = x.data_ptr<scalar_t>();
+    scalar_t* out = output.data_ptr<scalar_t>();
+    at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+      std::vector<acc_t> multiplier(kDropoutRow);
+      std::vector<uint32_t> words(4 * calls_per_row(kDropoutRow));
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t start = r * kDropoutRow, length = std::min(kDropoutRow, numel - start);
+        if (drop.active) {
+          keep_multipliers<acc_t>(drop, static_cast<int64_t>(static_cast<uint64_t>(r) >> 32), kDropoutTag,
+                                  static_cast<int64_t>(static_cast<uint32_t>(r)), length, multiplier.data(),
+                                  words.data());
+        }
+        for (int64_t e = 0; e < length; ++e) {
+          const acc_t value = static_cast<acc_t>(in[start + e]);
+          out[start + e] = static_cast<scalar_t>(drop.active ? value * multiplier[e] : value);
+        }
+      }
+    });
+  });
+  return output;
+}
+
 // The keep mask the kernels draw for a (batch, heads, n_q, n_k) call with this seed and p (True: kept).
 at::Tensor keep_mask(int64_t batch, int64_t heads, int64_t n_q, int64_t n_k, double dropout_p, int64_t seed) {
   const Dropout dropout = make_dropout(dropout_p, seed);
@@ -781,6 +822,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("forward", &attention_forward, "attention with dropout: (output, log-sum-exp)");
   module.def("backward", &attention_backward, "its backward: (grad query, grad key, grad value)");
   module.def("keep_mask", &keep_mask, "the keep mask drawn for a call");
+  module.def("dropout", &dropout, "elementwise dropout x * keep / (1 - p); also its backward");
+  module.def("dropout_row", [] { return kDropoutRow; }, "elements per generator row of the elementwise dropout");
   module.def("philox", &philox, "Philox4x32-10 of one counter");
   module.def("lanes_per_call", [] { return kLanesPerCall; });
   module.def("blocked_min_head_dim", [] { return blocked_min_head_dim; }, "head dims from which the blocked path runs");

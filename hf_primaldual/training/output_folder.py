@@ -299,6 +299,10 @@ def non_finite_tensors(named: Iterable[tuple[str, torch.Tensor]]) -> list[str]:
     local = [(name, t) for name, t in local if t.is_floating_point()]
     if not local:
         return []
+    # One fused reduction first (NaN and infinity propagate into the norm); each tensor is looked at only where it
+    # is not finite, which a huge but finite weight can also cause. Checked after every step: this keeps it cheap.
+    if torch.isfinite(torch.nn.utils.get_total_norm([t.detach() for _, t in local])):
+        return []
     finite = torch.stack([torch.isfinite(t.detach()).all() for _, t in local]).cpu()  # one device sync
     return [name for (name, _), ok in zip(local, finite.tolist()) if not ok]
 

@@ -192,6 +192,17 @@ def test_diverged_run_stops_and_is_never_saved_as_finished(run_copy: Path, tmp_p
     assert hashes(run_copy) == before  # the earlier finished model is kept as it was
 
 
+def test_non_finite_weights_are_named_and_huge_finite_ones_are_not() -> None:
+    """Each step's check: NaN and infinite tensors are named; weights so large that their norm overflows are not."""
+    import torch
+
+    named = [("a", torch.ones(3)), ("nan", torch.tensor([1.0, float("nan")])), ("steps", torch.arange(3)),
+             ("inf", torch.tensor([float("-inf")], dtype=torch.float64)), ("b", torch.zeros(2, 2))]
+    assert output_folder.non_finite_tensors(named) == ["nan", "inf"]
+    assert output_folder.non_finite_tensors([("huge", torch.full((4,), 3e38)), ("a", torch.ones(2))]) == []
+    assert output_folder.non_finite_tensors([("a", torch.ones(2)), ("steps", torch.arange(3))]) == []
+
+
 @pytest.mark.slow  # finished_run
 def test_a_model_with_nan_weights_is_not_saved(run_copy: Path) -> None:
     model = AutoModelForSequenceClassification.from_pretrained(run_copy)
