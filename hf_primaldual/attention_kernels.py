@@ -9,11 +9,8 @@ blocks in O(N * window). Beside them, the engineering PyTorch lacks on CPU, each
 * ``cpu_dropout_kernel``: attention dropout inside the compiled CPU kernel of :mod:`.cpu_attention` (the mask
   drawn per query row from a counter-based generator, never materialised); where it cannot be built, or with
   this switch off, ``fused_cpu_dropout``'s path runs (with ``fused_cpu_dropout`` off, PyTorch's own dropout).
-  Two more uses of that kernel, each with its own switch (and off with it):
-* ``cpu_activation_dropout``: the models' activation dropouts (:func:`dropout`) drawn from the kernel's generator
-  instead of PyTorch's ``bernoulli_``;
-* ``cpu_kernel_small_heads``: attention without dropout at head dims up to 11 in the kernel (its row path), which
-  beats PyTorch's CPU flash kernel there, where the kernel is loaded already (a training run loads it);
+* ``cpu_activation_dropout``: the models' activation dropouts (:func:`dropout`) drawn from that kernel's generator
+  instead of PyTorch's ``bernoulli_`` (off with ``cpu_dropout_kernel`` too);
 * ``fused_cpu_dropout``: attention dropout through the fused CPU kernel (PyTorch's CPU flash kernel refuses
   dropout; its math kernel materialises the matrix several times over);
 * ``bn_scale_on_queries``: Attention-BN for dot-product kernels with the whole scale on the queries
@@ -67,7 +64,6 @@ class FastPaths:
 
     cpu_dropout_kernel: bool = os.environ.get("HF_PRIMALDUAL_CPU_DROPOUT_KERNEL", "1").strip() != "0"
     cpu_activation_dropout: bool = True
-    cpu_kernel_small_heads: bool = True
     fused_cpu_dropout: bool = os.environ.get("HF_PRIMALDUAL_FUSED_CPU_DROPOUT", "1").strip() != "0"
     bn_scale_on_queries: bool = True
     fused_bn_backward: bool = True
@@ -129,8 +125,6 @@ def softmax_attention(
         shape = query.shape[:-1] + key.shape[-2:-1]
         dropout_mask, dropout_p = attention_dropout_additive_mask(shape, dropout_p, query.dtype)
         return _fused_attention_with_dropout(query, key, value, allowed, dropout_mask, dropout_p, scale)
-    if dropout_p == 0 and _cpu_kernel_beats_flash(query, key, value):
-        return cpu_attention.softmax_attention_dropout(query, key, value, allowed, 0.0, scale)
     return F.scaled_dot_product_attention(query, key, value, attn_mask=allowed, dropout_p=dropout_p, scale=scale)
 
 
@@ -151,28 +145,6 @@ def _cpu_dropout_kernel_available(query: torch.Tensor, key: torch.Tensor, value:
     return (
         FAST_PATHS.fused_cpu_dropout
         and max(query.shape[-1], value.shape[-1]) <= _CPU_DROPOUT_KERNEL_MAX_HEAD_DIM
-        and _cpu_kernel_runs(query, key, value)
-    )
-
-
-# Head dims up to this one take the compiled kernel's row path, measured 1.15-2x faster than PyTorch's CPU flash
-# kernel without dropout too, forward and backward, from 29 to 1,152 tokens (docs/PERFORMANCE.md); from 12 its
-# blocked path runs, no faster than PyTorch's there.
-_CPU_KERNEL_WITHOUT_DROPOUT_MAX_HEAD_DIM = 11
-
-
-def _cpu_kernel_beats_flash(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> bool:
-    # Only where the kernel is loaded already (a training run with dropout loads it, and its evaluations then use
-    # it): inference alone never waits a minute for a first build. Not while torch.compile, torch.export or a tracer
-    # records the graph: they keep PyTorch's own attention, which inductor lowers and exporters (ONNX, ExecuTorch)
-    # know, and which needs no compiled extension where the graph runs.
-    return (
-        FAST_PATHS.cpu_kernel_small_heads
-        and cpu_attention is not None
-        and cpu_attention.kernel_loaded()
-        and max(query.shape[-1], value.shape[-1]) <= _CPU_KERNEL_WITHOUT_DROPOUT_MAX_HEAD_DIM
-        and not torch.compiler.is_compiling()
-        and not torch.jit.is_tracing()
         and _cpu_kernel_runs(query, key, value)
     )
 

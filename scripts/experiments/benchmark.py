@@ -36,7 +36,7 @@ rows):
 * ``cpu_dropout`` (:func:`benchmark_cpu_dropout_kernel`, issue 24): attention dropout inside the compiled CPU
   kernel (:mod:`hf_primaldual.cpu_attention`) against the fused-kernel path before it, at SelfRegulationSCP2's
   shape (the ``timeseries`` section's model): softmax with attention dropout 0.1 (also with the activation
-  dropouts drawn by PyTorch instead of the kernel) and 0 (also on PyTorch's flash kernel), bn, SH with scales
+  dropouts drawn by PyTorch instead of the kernel) and 0, bn, SH with scales
   1, 1, 1, 2, 2, 2, 4, 4, plain PyTorch's ``nn.TransformerEncoder`` of the same shape, and softmax under bfloat16
   autocast; then transformers' BERT-small (N = 512, batch 2, attention dropout 0.1) under ``sdpa`` and
   ``primaldual_softmax`` with and without the kernel. Every comparison timed round-robin in one process.
@@ -987,8 +987,6 @@ def benchmark_cpu_dropout_kernel(
         "softmax, dropout 0.1, activation dropouts by PyTorch": _ForwardWithin(
             copy.deepcopy(softmax), lambda: fast_paths(cpu_activation_dropout=False)),
         "softmax, dropout 0": classifier("softmax", 0.0),
-        "softmax, dropout 0, PyTorch's flash kernel": _ForwardWithin(
-            classifier("softmax", 0.0), lambda: fast_paths(cpu_kernel_small_heads=False)),
         "bn, dropout 0.1": classifier("bn"),
         "sh 1,1,1,2,2,2,4,4, dropout 0.1": sh,
         "sh 1,1,1,2,2,2,4,4, dropout 0.1, before (fused path)": _without_kernel(sh),
