@@ -458,14 +458,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _drop(self, req: Request) -> None:
         """Close the connection without any answer."""
+        self.server.hub._record(req, None)  # before the client can see the connection close (see _write)
         self.close_connection = True
         try:
             self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        self.server.hub._record(req, None)
 
     def _write(self, req: Request, resp: Response) -> None:
+        # Recorded before the answer is sent: a client that has its answer may already be gone and the test reading
+        # ``requests``, which would otherwise miss this request and count it during its next step.
+        self.server.hub._record(req, resp.status)
         headers = {"X-Request-Id": uuid.uuid4().hex, **resp.headers}
         try:
             self.send_response(resp.status)
@@ -488,7 +491,6 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.write(resp.body)
         except (ConnectionError, OSError):
             self.close_connection = True
-        self.server.hub._record(req, resp.status)
 
 
 class HubServer:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import huggingface_hub
@@ -263,6 +265,24 @@ def test_server_down_gives_connection_error(tmp_path: Path) -> None:
     assert str(excinfo.value.request.url).startswith(endpoint)
     with pytest.raises(httpx2.ConnectError):
         HfApi(endpoint=endpoint, token=hub.token).whoami()
+
+
+def test_a_request_is_on_record_once_its_answer_arrives(hub_server: HubServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests count ``hub_server.requests`` around a step ("a dry run sends nothing"): a request recorded after its
+    client had the answer would be counted in the next step instead (it was, once, in CI). A slow bookkeeping step
+    makes that window wide enough to see."""
+    record = hub_server._record
+
+    def slow_record(*args: Any) -> None:
+        time.sleep(0.05)
+        record(*args)
+
+    monkeypatch.setattr(hub_server, "_record", slow_record)
+    with httpx2.Client(base_url=hub_server.endpoint) as client:
+        for path in ("/api/whoami-v2", "/api/models/user/no-such-repo"):
+            before = len(hub_server.requests)
+            client.get(path, headers={"authorization": f"Bearer {hub_server.token}"})
+            assert len(hub_server.requests) == before + 1, path
 
 
 # ------------------------------------------------------------------------------------------ uploads & listings
