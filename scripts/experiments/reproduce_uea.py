@@ -37,6 +37,7 @@ from .analysis import (
     read_runs,
     render_accuracy_table,
     render_paired_comparison,
+    with_complete_reruns,
 )
 
 PAPER_SETS = ["JapaneseVowels", "SelfRegulationSCP1", "SelfRegulationSCP2", "Handwriting", "UWaveGestureLibrary"]
@@ -89,6 +90,11 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--results", type=Path, default=root / "docs" / "results" / "uea_runs.jsonl")
     parser.add_argument("--report_dir", type=Path, default=root / "docs" / "results")
+    parser.add_argument("--reruns", nargs="*", type=Path,
+                        default=[root / "docs" / "results" / "uea_scp_kernel_runs.jsonl"],
+                        help="records of sets re-run on another code path (the SCP sets on the CPU dropout kernel): "
+                             "a set and seed with every --types there replaces its records of --results (the table; a long "
+                             "set's seed 0 also pairs with the grid's seed 0 in uea_seed0_paired.md)")
     parser.add_argument("--work_dir", type=Path, default=root / "outputs" / "reproduce_uea",
                         help="one folder per run: its checkpoints, kept until the run is recorded (so an interrupted run "
                              "resumes), and its final model")
@@ -118,6 +124,8 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> int:
             print(json.dumps(record), flush=True)
 
     runs = read_runs(args.results)
+    for path in args.reruns:
+        runs = with_complete_reruns(runs, read_runs(path), args.types)
     title = "UEA, mvts-transformer protocol"
     print(render_accuracy_table(runs, args.report_dir, name="uea", datasets=args.datasets, types=args.types,
                                 published=PUBLISHED_SOFTMAX_UEA, title=title))
@@ -125,6 +133,13 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> int:
     grid_sets = [d for d in args.datasets if d in SHORT_UEA_SETS]
     print(render_paired_comparison(runs, args.report_dir, name="uea", types=args.types, datasets=grid_sets,
                                    title=f"{title}, {len(grid_sets)} sets x seeds"))
+    # The long sets ran seed 0 only: they pair with the others in a seed-0 comparison, once all their types are in.
+    seed0 = [r for r in runs if r["seed"] == 0]
+    complete = [d for d in args.datasets
+                if set(args.types) <= {r["attention_type"] for r in seed0 if r["dataset"] == d}]
+    if set(complete) - set(grid_sets):
+        print(render_paired_comparison(seed0, args.report_dir, name="uea_seed0", types=args.types,
+                                       datasets=complete, title=f"{title}, seed 0, {len(complete)} sets"))
     return 0
 
 

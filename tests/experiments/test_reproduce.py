@@ -56,7 +56,7 @@ def test_pairwise_head_distance_matches_the_formula():
 def test_reproduce_uea_smoke_resumes_and_renders(tmp_path):
     args = ["--data_dir", str(REPO / "hf_primaldual" / "resources"), "--datasets", "JapaneseVowels",
             "--types", "bn_sh", "--seeds", "0", "--epochs", "1", "--results", str(tmp_path / "runs.jsonl"),
-            "--report_dir", str(tmp_path), "--work_dir", str(tmp_path / "work"), "--", *TINY_TIMESERIES]
+            "--report_dir", str(tmp_path), "--work_dir", str(tmp_path / "work"), "--reruns", "--", *TINY_TIMESERIES]
     run("reproduce_uea.py", *args)
     runs = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
     assert [(r["dataset"], r["attention_type"]) for r in runs] == [("JapaneseVowels", "bn_sh")]
@@ -147,3 +147,30 @@ def test_accuracy_table_gives_mean_and_std_over_seeds(tmp_path):
     # sample std of 80 and 84 is 2.83; one seed has no spread; B has no runs
     assert "| A | 81.0 | 82.0 ± 2.8 (2) | 86.0 (1) |" in table and "| A | 81.0 | 91.0 ± 1.4 (2) | 88.0 (1) |" in table
     assert "| B | – | – | – |" in table and "average over 1 complete sets | 81.0 | 82.0 | 86.0 |" in table
+
+
+def test_a_set_rerun_on_another_code_path_joins_the_table_whole(tmp_path):
+    """The SCP sets re-run on the CPU kernel: a set whose every type is in replaces the grid's records of it (no row
+    mixes code paths), an incomplete one stays out, and a complete long set pairs with the grid's seed 0."""
+    from experiments.reproduce_uea import main
+
+    def record(dataset: str, attention_type: str, accuracy: float) -> str:
+        return json.dumps({"dataset": dataset, "attention_type": attention_type, "seed": 0,
+                           "test_accuracy_final": accuracy, "test_accuracy_best_epoch": accuracy})
+
+    grid = [record("JapaneseVowels", "softmax", 0.90), record("JapaneseVowels", "bn", 0.96),
+            record("SelfRegulationSCP2", "softmax", 0.50), record("SelfRegulationSCP2", "bn", 0.52)]
+    reruns = [record("SelfRegulationSCP1", "softmax", 0.80), record("SelfRegulationSCP1", "bn", 0.83),
+              record("SelfRegulationSCP2", "softmax", 0.60)]
+    (tmp_path / "grid.jsonl").write_text("\n".join(grid) + "\n")
+    (tmp_path / "reruns.jsonl").write_text("\n".join(reruns) + "\n")
+    assert main(["--render_only", "--datasets", "JapaneseVowels", "SelfRegulationSCP1", "SelfRegulationSCP2",
+                 "--types", "softmax", "bn", "--seeds", "0", "--results", str(tmp_path / "grid.jsonl"),
+                 "--reruns", str(tmp_path / "reruns.jsonl"), "--report_dir", str(tmp_path)]) == 0
+    table = (tmp_path / "uea_table.md").read_text()
+    assert "| SelfRegulationSCP1 | 92.2 | 80.0 (1) | 83.0 (1) |" in table
+    assert "| SelfRegulationSCP2 | 53.9 | 50.0 (1) | 52.0 (1) |" in table  # its rerun is not complete: the grid's
+    # seed 0 over the complete sets: JapaneseVowels +6 and SCP1 +3 points (SCP2 has no complete rerun, but the
+    # grid's two cells are a complete pair too)
+    paired = (tmp_path / "uea_seed0_paired.md").read_text()
+    assert "| bn | final | 3 (3) | 3 / 0 / 0 | +3.67 [" in paired
