@@ -40,15 +40,20 @@ def read_runs(path: str | os.PathLike) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def complete_units(runs: Iterable[dict], types: Sequence[str]) -> set[tuple[str, int]]:
+    """The (dataset, seed) pairs of ``runs`` that have a run of every one of ``types``."""
+    present: dict[tuple[str, int], set[str]] = defaultdict(set)
+    for record in runs:
+        present[record["dataset"], record["seed"]].add(record["attention_type"])
+    return {unit for unit, have in present.items() if set(types) <= have}
+
+
 def with_complete_reruns(runs: Iterable[dict], reruns: Iterable[dict], types: Sequence[str]) -> list[dict]:
     """``runs`` with each (dataset, seed) that ``reruns`` holds for every one of ``types`` taken from ``reruns``
     instead: a set re-run on another code path joins a table whole, so that no row mixes the two paths; a rerun
     that is not complete yet stays out."""
     reruns = list(reruns)
-    present: dict[tuple[str, int], set[str]] = defaultdict(set)
-    for record in reruns:
-        present[record["dataset"], record["seed"]].add(record["attention_type"])
-    complete = {unit for unit, have in present.items() if set(types) <= have}
+    complete = complete_units(reruns, types)
     return ([r for r in runs if (r["dataset"], r["seed"]) not in complete]
             + [r for r in reruns if (r["dataset"], r["seed"]) in complete])
 

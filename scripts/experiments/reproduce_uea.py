@@ -34,6 +34,7 @@ from . import REPO
 from .analysis import (
     PUBLISHED_SOFTMAX_UEA,
     SHORT_UEA_SETS,
+    complete_units,
     read_runs,
     render_accuracy_table,
     render_paired_comparison,
@@ -135,8 +136,8 @@ def main(argv: list[str] | None = None, root: Path | None = None) -> int:
                                    title=f"{title}, {len(grid_sets)} sets x seeds"))
     # The long sets ran seed 0 only: they pair with the others in a seed-0 comparison, once all their types are in.
     seed0 = [r for r in runs if r["seed"] == 0]
-    complete = [d for d in args.datasets
-                if set(args.types) <= {r["attention_type"] for r in seed0 if r["dataset"] == d}]
+    units = complete_units(seed0, args.types)
+    complete = [d for d in args.datasets if (d, 0) in units]
     if set(complete) - set(grid_sets):
         print(render_paired_comparison(seed0, args.report_dir, name="uea_seed0", types=args.types,
                                        datasets=complete, title=f"{title}, seed 0, {len(complete)} sets"))
