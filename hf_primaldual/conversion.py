@@ -582,11 +582,11 @@ def main(argv: list[str] | None = None) -> int:
         description="Write a transformers checkpoint again so that it reloads with a primal-dual attention "
         "(attn_implementation, settings and remote code in the folder; weights copied unchanged).",
         epilog="What switching costs (docs/RESULTS.md, the conversion study): the time-series models kept their "
-        "accuracy under sh with no training, a ViT lost 40 points; under bn the package's time-series classifier "
-        "kept it, transformers' PatchTST lost 19 points on average and the ViT 10: evaluate the converted model, and "
+        "accuracy under sh with no training, a ViT lost 36 points; under bn the package's time-series classifier "
+        "kept it, transformers' PatchTST lost 19 points on average and the ViT 11: evaluate the converted model, and "
         "where it dropped, fine-tune it for about a third of the original epochs at a tenth of the learning rate, "
-        "which brought it to within about a point of the type trained from scratch in the study (bn_sh on the ViT "
-        "stayed about 5 points behind).",
+        "which brought it to within 1.5 points of the type trained from scratch in the study (bn_sh on the ViT "
+        "stayed 9 points behind on Fashion-MNIST).",
     )
     parser.add_argument("source", help="a local checkpoint folder or a Hub model id (HF_ENDPOINT / HF_TOKEN)")
     parser.add_argument("attention_type", help=f"one of {', '.join(ATTENTION_TYPES)} (or primaldual_<type>)")
