@@ -164,6 +164,9 @@ def run_training(task_class: type[TrainingTask], argv: Sequence[str]) -> dict[st
             **description,
         )
         publish_run(trainer, metrics, str(card), processor)
+        # A process group left to the interpreter's exit can abort a launched process after a finished run
+        # (gloo: SIGABRT, "terminate called without an active exception"), failing the whole launch.
+        trainer.accelerator.end_training()
     return metrics
 
 

@@ -143,6 +143,7 @@ def test_fsdp_sharded_run_trains_as_one_process_and_saves_the_whole_model(comman
     folder = tmp_path / "run"
     launcher = [
         *ACCELERATE, "--use_fsdp", "--fsdp_version", "2", "--num_processes", "2", "--num_machines", "1",
+        "--main_process_port", str(free_port()),  # not the default 29500: another test worker may launch at once
         "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP", "--fsdp_transformer_layer_cls_to_wrap", command.layer,
         "--fsdp_sync_module_states", "false", "--fsdp_cpu_ram_efficient_loading", "false", str(FSDP_ON_CPU),
     ]
@@ -163,7 +164,7 @@ def test_documented_fsdp_launch_on_cpu_is_refused_with_the_reason(tmp_path):
     folder = tmp_path / "run"
     # docs/TRAINING.md's FSDP command, with 2 processes instead of 8
     launcher = [*ACCELERATE, "--use_fsdp", "--fsdp_version", "2", "--num_processes", "2", "--num_machines", "1",
-                "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP", "--fsdp_transformer_layer_cls_to_wrap",
+                "--main_process_port", str(free_port()), "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP", "--fsdp_transformer_layer_cls_to_wrap",
                 "PrimalDualViTLayer"]
     code, out, err = finish(start_script("train_image.py", *IMAGE.args, "--output_dir", str(folder),
                                          launcher=launcher), timeout=300)
