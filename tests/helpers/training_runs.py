@@ -14,10 +14,16 @@ from helpers import REPO_ROOT
 
 #: Offline (nothing is fetched), no progress bars in the captured output.
 SCRIPT_ENV = {"HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
-#: `accelerate launch` without a config file: without a GPU, a multi-process launch is MULTI_CPU with gloo.
-ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--num_cpu_threads_per_process", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no"]
 FSDP_ON_CPU = Path(__file__).with_name("fsdp_on_cpu.py")
+
+
+def accelerate_launch(*options: str, port: int | None = None) -> list[str]:
+    """`accelerate launch` without a config file (without a GPU, a multi-process launch is MULTI_CPU with gloo),
+    with ``options``, its processes meeting on ``port``: by default a free one, as Accelerate's own default (29500)
+    collides with a launch on another test worker."""
+    return [sys.executable, "-m", "accelerate.commands.launch", "--num_cpu_threads_per_process", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port or free_port()),
+            *options]
 
 
 def script_command(script: str, *args: str, launcher: list[str] | None = None) -> list[str]:
@@ -25,7 +31,7 @@ def script_command(script: str, *args: str, launcher: list[str] | None = None) -
 
 
 def start_script(script: str, *args: str, launcher: list[str] | None = None) -> subprocess.Popen:
-    """``scripts/<script> args`` started (under ``launcher``, e.g. `ACCELERATE` + its options), output captured."""
+    """``scripts/<script> args`` started (under ``launcher``, e.g. `accelerate_launch`), output captured."""
     return subprocess.Popen(
         script_command(script, *args, launcher=launcher), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, env={**os.environ, **SCRIPT_ENV}, cwd=REPO_ROOT,

@@ -27,7 +27,7 @@ from safetensors.torch import load_file
 from transformers import AutoConfig
 
 from helpers import FIXTURES
-from helpers.training_runs import ACCELERATE, FSDP_ON_CPU, finish, free_port, start_script, summary
+from helpers.training_runs import FSDP_ON_CPU, accelerate_launch, finish, free_port, start_script, summary
 from hf_primaldual.cli import train_image, train_timeseries
 from hf_primaldual.evaluation import evaluate_checkpoint
 from hf_primaldual.training import FINAL_FILES_MARKER, UsageError
@@ -120,14 +120,14 @@ def check_same_as_one_process(command: Command, folder: Path, reference: Path, *
 def test_two_machines_on_localhost_train_as_one_process_into_one_folder(command, one_process, tmp_path):
     """The documented two-machine launch, with both "machines" on this one: ranks 0 and 1 rendezvous on
     127.0.0.1; one output folder, written and locked by the main process (machine 0) alone."""
-    port = str(free_port())
+    port = free_port()
     folder = tmp_path / "run"
     args = [*command.args, "--per_device_train_batch_size", str(command.batch // 2), "--output_dir", str(folder)]
     machines = [
-        start_script(command.script, *args, launcher=[
-            *ACCELERATE, "--multi_gpu", "--num_machines", "2", "--num_processes", "2", "--machine_rank", str(rank),
-            "--main_process_ip", "127.0.0.1", "--main_process_port", port,
-        ])
+        start_script(command.script, *args, launcher=accelerate_launch(
+            "--multi_gpu", "--num_machines", "2", "--num_processes", "2", "--machine_rank", str(rank),
+            "--main_process_ip", "127.0.0.1", port=port,
+        ))
         for rank in (0, 1)
     ]
     (code0, out0, err0), (code1, out1, err1) = (finish(machine, timeout=500) for machine in machines)
@@ -141,12 +141,11 @@ def test_fsdp_sharded_run_trains_as_one_process_and_saves_the_whole_model(comman
     """Two processes with the model sharded by FSDP2 (one unit per encoder layer): the end-of-run save gathers the
     shards on every process and writes the whole model once, as the package's class (not FSDP's wrapper)."""
     folder = tmp_path / "run"
-    launcher = [
-        *ACCELERATE, "--use_fsdp", "--fsdp_version", "2", "--num_processes", "2", "--num_machines", "1",
-        "--main_process_port", str(free_port()),  # not the default 29500: another test worker may launch at once
+    launcher = accelerate_launch(
+        "--use_fsdp", "--fsdp_version", "2", "--num_processes", "2", "--num_machines", "1",
         "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP", "--fsdp_transformer_layer_cls_to_wrap", command.layer,
         "--fsdp_sync_module_states", "false", "--fsdp_cpu_ram_efficient_loading", "false", str(FSDP_ON_CPU),
-    ]
+    )
     args = [*command.args, "--per_device_train_batch_size", str(command.batch // 2), "--output_dir", str(folder)]
     code, out, err = finish(start_script(command.script, *args, launcher=launcher), timeout=500)
     assert code == 0, out[-2000:] + err[-5000:]
@@ -163,9 +162,9 @@ def test_documented_fsdp_launch_on_cpu_is_refused_with_the_reason(tmp_path):
     reason and the data-parallel alternative, and nothing is saved as finished."""
     folder = tmp_path / "run"
     # docs/TRAINING.md's FSDP command, with 2 processes instead of 8
-    launcher = [*ACCELERATE, "--use_fsdp", "--fsdp_version", "2", "--num_processes", "2", "--num_machines", "1",
-                "--main_process_port", str(free_port()), "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP", "--fsdp_transformer_layer_cls_to_wrap",
-                "PrimalDualViTLayer"]
+    launcher = accelerate_launch("--use_fsdp", "--fsdp_version", "2", "--num_processes", "2", "--num_machines", "1",
+                                 "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP",
+                                 "--fsdp_transformer_layer_cls_to_wrap", "PrimalDualViTLayer")
     code, out, err = finish(start_script("train_image.py", *IMAGE.args, "--output_dir", str(folder),
                                          launcher=launcher), timeout=300)
     assert code != 0

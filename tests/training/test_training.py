@@ -20,7 +20,7 @@ from transformers import (
 import hf_primaldual  # noqa: F401  (registers the Auto classes)
 from helpers import FIXTURES, SHARED_DATA
 from helpers import REPO_ROOT as REPO
-from helpers.training_runs import ACCELERATE, free_port, run_script
+from helpers.training_runs import accelerate_launch, run_script
 from hf_primaldual.data.images import load_fashion_mnist
 
 pytestmark = pytest.mark.slow  # training runs, fresh interpreters, accelerate launch
@@ -129,8 +129,7 @@ def test_two_processes_under_accelerate_match_one_process_in_quality(tmp_path):
               "--save_strategy", "no"]
     single = run_script("train_timeseries.py", "--output_dir", str(tmp_path / "one"), *epochs)
     # Without a GPU, accelerate turns a multi-process launch into MULTI_CPU with the gloo backend.
-    launcher = [*ACCELERATE, "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                "--main_process_port", str(free_port())]  # not 29500, which a parallel test worker may hold
+    launcher = accelerate_launch("--multi_gpu", "--num_processes", "2", "--num_machines", "1")
     double = run_script(
         "train_timeseries.py", "--output_dir", str(tmp_path / "two"), *epochs,
         "--per_device_train_batch_size", "8", launcher=launcher, timeout=600,
